@@ -1,0 +1,364 @@
+/*
+ * config.c - loading snowd.ini.
+ *
+ * inih does the INI syntax; this file owns the schema.  inih does not
+ * report line numbers to its handler, so the file is fed through a reader
+ * that counts lines and notices section headers (which inih does not
+ * report either: an empty [route] section must still be checked).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "confval.h"
+
+struct loader {
+    struct config *cfg;
+    FILE *fp;
+    unsigned line;                  /* of the line inih is handling */
+    unsigned errors;
+    unsigned first_error_line;
+    char section[256];              /* current section, as written */
+    struct route *route;            /* current [route] section, or NULL */
+    unsigned seen;                  /* bit set of single keys seen */
+};
+
+static void report(struct loader *ld, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void report(struct loader *ld, unsigned line, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s:%u: %s\n", ld->cfg->file, line, msg);
+    if (ld->errors++ == 0)
+        ld->first_error_line = line;
+}
+
+static void defaults(struct config *cfg)
+{
+    cfg->log_level = LOG_INFO;
+    cfg->backlog = 511;
+    cfg->max_message = 16u << 20;
+    cfg->max_header = 8u << 10;
+    cfg->max_backpressure = 1u << 20;
+    cfg->max_connections = 10000;
+    cfg->handshake_timeout = 10000;
+    cfg->idle_timeout = 120000;
+    cfg->ping_interval = 30000;
+    cfg->close_timeout = 5000;
+}
+
+/* Splits a list of words separated by commas or blanks into a new array. */
+static char **split_words(const char *value, size_t *count)
+{
+    char **out = NULL;
+    size_t n = 0;
+    const char *p = value;
+
+    for (;;) {
+        p += strspn(p, ", \t");
+        if (!*p)
+            break;
+        size_t len = strcspn(p, ", \t");
+        out = realloc(out, (n + 1) * sizeof *out);
+        out[n++] = strndup(p, len);
+        p += len;
+    }
+    *count = n;
+    return out;
+}
+
+static void free_words(char **words, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(words[i]);
+    free(words);
+}
+
+/* Each single-valued key may appear once per section. */
+static int once(struct loader *ld, unsigned bit, const char *name)
+{
+    if (ld->seen & bit) {
+        report(ld, ld->line, "'%s' is set twice in [%s]", name, ld->section);
+        return -1;
+    }
+    ld->seen |= bit;
+    return 0;
+}
+
+static void set_size(struct loader *ld, const char *name, const char *value,
+                     uint64_t min, uint64_t *out)
+{
+    uint64_t v;
+    if (confval_size(value, &v) != 0 || v < min)
+        report(ld, ld->line, "%s: '%s' is not a size of at least %llu bytes "
+               "(use a number with an optional K, M or G suffix)",
+               name, value, (unsigned long long)min);
+    else
+        *out = v;
+}
+
+static void set_duration(struct loader *ld, const char *name,
+                         const char *value, uint64_t *out)
+{
+    uint64_t v;
+    if (confval_duration(value, &v) != 0)
+        report(ld, ld->line, "%s: '%s' is not a duration "
+               "(use e.g. 500ms, 10s, 2m, 1h; 0 turns it off)", name, value);
+    else
+        *out = v;
+}
+
+static void server_key(struct loader *ld, const char *name, const char *value)
+{
+    struct config *cfg = ld->cfg;
+
+    if (strcmp(name, "listen") == 0) {
+        struct listen_spec spec = { .line = ld->line };
+        if (confval_listen(value, &spec.addr, &spec.addr_len) != 0) {
+            report(ld, ld->line, "listen: '%s' is not ADDRESS:PORT "
+                   "(e.g. 127.0.0.1:8080, [::1]:8080, *:8080)", value);
+            return;
+        }
+        spec.text = strdup(value);
+        cfg->listens = realloc(cfg->listens,
+                               (cfg->nlistens + 1) * sizeof *cfg->listens);
+        cfg->listens[cfg->nlistens++] = spec;
+    } else if (strcmp(name, "plugin_dir") == 0) {
+        if (once(ld, 1u << 0, name) == 0) {
+            free(cfg->plugin_dir);
+            cfg->plugin_dir = strdup(value);
+        }
+    } else if (strcmp(name, "log_level") == 0) {
+        if (once(ld, 1u << 1, name) == 0 &&
+            log_level_parse(value, &cfg->log_level) != 0)
+            report(ld, ld->line, "log_level: '%s' is not one of error, warn, "
+                   "info, debug", value);
+    } else if (strcmp(name, "backlog") == 0) {
+        if (once(ld, 1u << 2, name) == 0 &&
+            confval_uint(value, 1, INT_MAX, &cfg->backlog) != 0)
+            report(ld, ld->line, "backlog: '%s' is not a number from 1 to %d",
+                   value, INT_MAX);
+    } else {
+        report(ld, ld->line, "unknown key '%s' in [server]", name);
+    }
+}
+
+static void limits_key(struct loader *ld, const char *name, const char *value)
+{
+    struct config *cfg = ld->cfg;
+    static const struct {
+        const char *name;
+        size_t offset;
+        enum { SIZE, DURATION, COUNT } kind;
+        uint64_t min;
+    } keys[] = {
+        { "max_message", offsetof(struct config, max_message), SIZE, 1 },
+        { "max_header", offsetof(struct config, max_header), SIZE, 256 },
+        { "max_backpressure", offsetof(struct config, max_backpressure), SIZE, 1024 },
+        { "max_connections", offsetof(struct config, max_connections), COUNT, 1 },
+        { "handshake_timeout", offsetof(struct config, handshake_timeout), DURATION, 0 },
+        { "idle_timeout", offsetof(struct config, idle_timeout), DURATION, 0 },
+        { "ping_interval", offsetof(struct config, ping_interval), DURATION, 0 },
+        { "close_timeout", offsetof(struct config, close_timeout), DURATION, 0 },
+    };
+
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (strcmp(name, keys[i].name) != 0)
+            continue;
+        if (once(ld, 1u << i, name) != 0)
+            return;
+        uint64_t *out = (uint64_t *)((char *)cfg + keys[i].offset);
+        if (keys[i].kind == SIZE)
+            set_size(ld, name, value, keys[i].min, out);
+        else if (keys[i].kind == DURATION)
+            set_duration(ld, name, value, out);
+        else if (confval_uint(value, keys[i].min, 1000000000, out) != 0)
+            report(ld, ld->line, "%s: '%s' is not a number from 1 to "
+                   "1000000000", name, value);
+        return;
+    }
+    report(ld, ld->line, "unknown key '%s' in [limits]", name);
+}
+
+static void route_key(struct loader *ld, const char *name, const char *value)
+{
+    struct route *r = ld->route;
+
+    if (strcmp(name, "handler") == 0) {
+        if (once(ld, 1u << 0, name) == 0)
+            r->handler_name = strdup(value);
+    } else if (strcmp(name, "subprotocols") == 0) {
+        if (once(ld, 1u << 1, name) == 0)
+            r->protocols = split_words(value, &r->nprotocols);
+    } else if (strcmp(name, "origins") == 0) {
+        if (once(ld, 1u << 2, name) == 0)
+            r->origins = split_words(value, &r->norigins);
+    } else {
+        report(ld, ld->line, "unknown key '%s' in [%s]", name, ld->section);
+    }
+}
+
+/* Called by the reader for each section header, before inih sees it. */
+static void begin_section(struct loader *ld, const char *name)
+{
+    struct config *cfg = ld->cfg;
+
+    snprintf(ld->section, sizeof ld->section, "%s", name);
+    ld->route = NULL;
+    ld->seen = 0;
+    if (strcmp(name, "server") == 0 || strcmp(name, "limits") == 0)
+        return;
+    if (strncmp(name, "route", 5) == 0 && (name[5] == ' ' || name[5] == '\t')) {
+        const char *path = name + 6 + strspn(name + 6, " \t");
+        if (path[0] != '/' || strpbrk(path, " \t?#")) {
+            report(ld, ld->line, "[%s]: a route path starts with '/' and has "
+                   "no blanks, '?' or '#'", name);
+            return;
+        }
+        if (route_find(cfg->routes, cfg->nroutes, path, strlen(path))) {
+            report(ld, ld->line, "[%s]: this path already has a route", name);
+            return;
+        }
+        cfg->routes = realloc(cfg->routes,
+                              (cfg->nroutes + 1) * sizeof *cfg->routes);
+        ld->route = &cfg->routes[cfg->nroutes++];
+        *ld->route = (struct route){ .path = strdup(path), .line = ld->line };
+        return;
+    }
+    report(ld, ld->line, "unknown section [%s] (expected [server], [limits] "
+           "or [route /PATH])", name);
+}
+
+/* inih's reader: fgets that counts lines and spots section headers. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct loader *ld = stream;
+
+    if (!fgets(str, num, ld->fp))
+        return NULL;
+    ld->line++;
+    const char *p = str + strspn(str, " \t");
+    if (*p == '[') {
+        const char *end = strchr(p, ']');
+        if (end) {
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
+            begin_section(ld, name);
+        }
+    }
+    return str;
+}
+
+static int on_key(void *user, const char *section, const char *name,
+                  const char *value)
+{
+    struct loader *ld = user;
+    unsigned errors = ld->errors;
+
+    (void)section;  /* begin_section already classified it */
+    if (strcmp(ld->section, "server") == 0)
+        server_key(ld, name, value);
+    else if (strcmp(ld->section, "limits") == 0)
+        limits_key(ld, name, value);
+    else if (ld->route)
+        route_key(ld, name, value);
+    else if (ld->section[0] == '\0')
+        report(ld, ld->line, "'%s' is outside any section", name);
+    /* else: the section itself was already reported as unknown */
+    return ld->errors == errors;
+}
+
+static void check_whole(struct loader *ld)
+{
+    struct config *cfg = ld->cfg;
+
+    if (cfg->nlistens == 0)
+        report(ld, ld->line, "[server] needs at least one 'listen'");
+    if (cfg->nroutes == 0)
+        report(ld, ld->line, "no [route /PATH] section: nothing to serve");
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (!cfg->routes[i].handler_name)
+            report(ld, cfg->routes[i].line, "[route %s] has no 'handler'",
+                   cfg->routes[i].path);
+    if (!cfg->plugin_dir)
+        report(ld, ld->line, "[server] needs 'plugin_dir'");
+}
+
+/* A relative plugin_dir is taken relative to the config file's folder, so
+ * a config works wherever it is run from. */
+static void resolve_plugin_dir(struct config *cfg)
+{
+    if (!cfg->plugin_dir || cfg->plugin_dir[0] == '/')
+        return;
+    const char *slash = strrchr(cfg->file, '/');
+    if (!slash)
+        return;
+    char *abs = NULL;
+    if (asprintf(&abs, "%.*s/%s", (int)(slash - cfg->file), cfg->file,
+                 cfg->plugin_dir) < 0)
+        abort();
+    free(cfg->plugin_dir);
+    cfg->plugin_dir = abs;
+}
+
+struct config *config_load(const char *file)
+{
+    struct config *cfg = calloc(1, sizeof *cfg);
+    struct loader ld = { .cfg = cfg };
+
+    cfg->file = strdup(file);
+    defaults(cfg);
+    ld.fp = fopen(file, "r");
+    if (!ld.fp) {
+        fprintf(stderr, "%s: cannot open: %s\n", file, strerror(errno));
+        config_free(cfg);
+        return NULL;
+    }
+    int bad_line = ini_parse_stream(read_line, &ld, on_key, &ld);
+    fclose(ld.fp);
+    /* inih returns the first line it could not use: a syntax error unless
+     * it is a line our handler already reported. */
+    if (bad_line > 0 && (ld.errors == 0 || (unsigned)bad_line < ld.first_error_line))
+        report(&ld, (unsigned)bad_line, "syntax error (expected "
+               "'key = value' or '[section]'; lines are at most 200 bytes)");
+    if (ld.errors == 0)
+        check_whole(&ld);
+    if (ld.errors) {
+        config_free(cfg);
+        return NULL;
+    }
+    resolve_plugin_dir(cfg);
+    return cfg;
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->nlistens; i++)
+        free(cfg->listens[i].text);
+    free(cfg->listens);
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        struct route *r = &cfg->routes[i];
+        free(r->path);
+        free(r->handler_name);
+        free_words(r->protocols, r->nprotocols);
+        free_words(r->origins, r->norigins);
+    }
+    free(cfg->routes);
+    free(cfg->plugin_dir);
+    free(cfg->file);
+    free(cfg);
+}

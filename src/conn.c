@@ -1,0 +1,683 @@
+/*
+ * conn.c - connection I/O and the WebSocket state machine.
+ *
+ * Reads land in the worker's shared buffer and are parsed in place; only
+ * bytes that cannot be consumed yet (a partial header, a partial control
+ * frame, input held back by backpressure) are copied into the
+ * connection.  A large data frame in progress is read straight into the
+ * message buffer with readv, so its payload is copied by the kernel only.
+ *
+ * Output is appended to the connection's buffer and written once per
+ * read (or once per loop iteration for sends from elsewhere): a burst of
+ * pipelined messages costs one write(2).  The write watcher is started
+ * only when a write comes up short.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "handshake.h"
+#include "log.h"
+#include "snowd/snowd.h"
+#include "worker.h"
+
+/* Frames at least this large skip the output buffer when it is empty. */
+#define DIRECT_WRITE_MIN (8 * 1024)
+/* A frame in progress with at least this much payload left is read
+ * straight into the message buffer. */
+#define DIRECT_READ_MIN (4 * 1024)
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_flush(struct conn *c);
+
+/* ---- timeout lists ---------------------------------------------------- */
+
+static void list_unlink(struct conn *c)
+{
+    if (c->list == LIST_NONE)
+        return;
+    struct conn_list *l = &worker.lists[c->list];
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+    c->list = LIST_NONE;
+}
+
+/* Moves c to the tail of list `id` with the given base time; the lists
+ * stay ordered because base only grows within each list. */
+static void list_move(struct conn *c, enum conn_list_id id, ev_tstamp base)
+{
+    list_unlink(c);
+    struct conn_list *l = &worker.lists[id];
+    c->prev = l->tail;
+    c->next = NULL;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    c->list = (uint8_t)id;
+    c->base = base;
+}
+
+static void mark_pending(struct conn *c)
+{
+    if (c->flags & CONN_PENDING)
+        return;
+    c->flags |= CONN_PENDING;
+    c->pending_next = worker.pending;
+    worker.pending = c;
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+struct conn *conn_new(int fd)
+{
+    /* The handler (and so the state size) is known only after the
+     * handshake; the connection is reallocated then. */
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->list = LIST_NONE;
+    c->state = CONN_HANDSHAKE;
+    ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(worker.loop, &c->io);
+    list_move(c, LIST_HANDSHAKE, ev_now(worker.loop));
+    worker.nconns++;
+    return c;
+}
+
+static void notify_close(struct conn *c, uint16_t code, const uint8_t *reason,
+                         size_t reason_len)
+{
+    if ((c->flags & (CONN_OPENED | CONN_NOTIFIED)) != CONN_OPENED)
+        return;
+    c->flags |= CONN_NOTIFIED;
+    if (c->route->handler->on_close)
+        c->route->handler->on_close((snow_actor *)c, code,
+                                    (const char *)reason, reason_len);
+}
+
+void conn_kill(struct conn *c, uint16_t code)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (!c->close_code)
+        c->close_code = code;
+    c->state = CONN_DEAD;   /* before on_close: sends are refused there */
+    notify_close(c, code, NULL, 0);
+    ev_io_stop(worker.loop, &c->io);
+    close(c->io.fd);
+    list_unlink(c);
+    buf_free(c->in);
+    buf_free(c->msg);
+    buf_free(c->out);
+    c->in = c->msg = c->out = NULL;
+    mark_pending(c);
+    worker.nconns--;
+    worker_conn_closed();
+}
+
+/* The output is flushed: shut our side and read until the peer closes. */
+static void start_linger(struct conn *c)
+{
+    c->state = CONN_LINGER;
+    if (c->list != LIST_CLOSING)
+        list_move(c, LIST_CLOSING, ev_now(worker.loop));
+    if (buf_size(c->out) == 0 && !(c->flags & CONN_SHUT)) {
+        shutdown(c->io.fd, SHUT_WR);
+        c->flags |= CONN_SHUT;
+    }
+}
+
+static void set_events(struct conn *c, int events)
+{
+    if (c->io.events == events)
+        return;
+    ev_io_stop(worker.loop, &c->io);
+    ev_io_set(&c->io, c->io.fd, events);
+    ev_io_start(worker.loop, &c->io);
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static void conn_flush(struct conn *c)
+{
+    size_t n = buf_size(c->out);
+
+    if (c->state == CONN_DEAD)
+        return;
+    if (n) {
+        ssize_t w = send(c->io.fd, c->out->data + c->out->off, n,
+                         MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            log_debug("connection %d: write failed: %s", c->io.fd,
+                      strerror(errno));
+            conn_kill(c, WS_CLOSE_ABNORMAL);
+            return;
+        }
+        if (w > 0)
+            c->out->off += (size_t)w;
+        n = buf_size(c->out);
+    }
+    if (n == 0) {
+        buf_free(c->out);
+        c->out = NULL;
+    }
+    int want = n ? EV_WRITE : 0;
+    if (!(c->flags & CONN_PAUSED))
+        want |= EV_READ;
+    set_events(c, want);
+    if (n == 0 && c->state == CONN_LINGER && !(c->flags & CONN_SHUT))
+        start_linger(c);
+}
+
+/* Appends to the output; the write happens when the read handler returns
+ * or before the loop sleeps. */
+static void queue(struct conn *c, const void *p, size_t n)
+{
+    buf_append(&c->out, p, n);
+    if (!(c->flags & CONN_IN_READ))
+        mark_pending(c);
+}
+
+void conn_send_frame(struct conn *c, enum ws_opcode op, const void *data,
+                     size_t len)
+{
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hlen = ws_encode_header(hdr, op, true, len);
+
+    if (len >= DIRECT_WRITE_MIN && buf_size(c->out) == 0) {
+        struct iovec iov[2] = { { hdr, hlen }, { (void *)data, len } };
+        ssize_t w = writev(c->io.fd, iov, 2);
+        size_t done = w > 0 ? (size_t)w : 0;
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            conn_kill(c, WS_CLOSE_ABNORMAL);
+            return;
+        }
+        if (done < hlen)
+            queue(c, hdr + done, hlen - done);
+        size_t body_done = done > hlen ? done - hlen : 0;
+        if (body_done < len)
+            queue(c, (const uint8_t *)data + body_done, len - body_done);
+        if (buf_size(c->out))
+            conn_flush(c);  /* starts the write watcher */
+        return;
+    }
+    queue(c, hdr, hlen);
+    if (len)
+        queue(c, data, len);
+}
+
+void conn_start_close(struct conn *c, uint16_t code, const char *reason)
+{
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t n = ws_close_build(payload, code, reason, reason ? strlen(reason) : 0);
+
+    if (c->state != CONN_OPEN)
+        return;
+    c->close_code = code;
+    conn_send_frame(c, WS_OP_CLOSE, payload, n);
+    c->state = CONN_CLOSING;
+    list_move(c, LIST_CLOSING, ev_now(worker.loop));
+}
+
+/* Fails the connection (section 7.1.7): a close frame, then no more input
+ * is parsed.  The handler hears the code we sent. */
+static void fail(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->state == CONN_OPEN) {
+        uint8_t payload[WS_MAX_CONTROL];
+        size_t n = ws_close_build(payload, code, reason, strlen(reason));
+        conn_send_frame(c, WS_OP_CLOSE, payload, n);
+    }
+    c->close_code = code;
+    notify_close(c, code, (const uint8_t *)reason, strlen(reason));
+    start_linger(c);
+}
+
+/* ---- the handshake ---------------------------------------------------- */
+
+static void reject(struct conn *c, int status)
+{
+    char resp[512];
+    size_t n = handshake_write_error(resp, sizeof resp, status);
+
+    buf_free(c->out);
+    c->out = NULL;
+    queue(c, resp, n);
+    c->state = CONN_LINGER;
+    list_move(c, LIST_CLOSING, ev_now(worker.loop));
+}
+
+/* Gives the connection room for the handler's state once it is known.
+ * Safe because nothing but the loop and the lists point at it yet. */
+static struct conn *grow_for_state(struct conn *c, size_t state_size)
+{
+    if (state_size == 0)
+        return c;
+    /* Nothing else may point at c: it is on no pending list yet. */
+    if (c->flags & CONN_PENDING)
+        abort();
+    ev_io_stop(worker.loop, &c->io);
+    enum conn_list_id id = c->list;
+    ev_tstamp base = c->base;
+    list_unlink(c);
+    struct conn *n = realloc(c, sizeof *c + state_size);
+    if (!n)
+        abort();
+    memset(n->user, 0, state_size);
+    n->io.data = n;
+    ev_io_start(worker.loop, &n->io);
+    list_move(n, id, base);
+    return n;
+}
+
+/* Runs the handler's on_open and answers 101 or its refusal. */
+static struct conn *open_actor(struct conn *c, const struct http_request *req,
+                               const struct handshake *hs)
+{
+    const struct snow_handler *h = c->route->handler;
+    char resp[512];
+    size_t n = handshake_write_101(resp, sizeof resp, hs);
+
+    c = grow_for_state(c, h->state_size);
+    for (size_t i = 0; hs->protocol && i < c->route->nprotocols; i++)
+        if (c->route->protocols[i] == hs->protocol)
+            c->protocol = (uint8_t)(i + 1);
+    ws_decoder_init(&c->u.dec, worker.cfg->max_message, true);
+    c->state = CONN_OPEN;
+    queue(c, resp, n);   /* sends made by on_open follow the 101 */
+    int rc = h->on_open ? h->on_open((snow_actor *)c,
+                                     (const snow_request *)req) : 0;
+    if (rc != 0) {
+        if (rc < 400 || rc > 599) {
+            log_error("route %s: handler '%s' on_open failed (%d); "
+                      "answering 500", c->route->path, h->name, rc);
+            rc = 500;
+        }
+        reject(c, rc);
+        return c;
+    }
+    c->flags |= CONN_OPENED;
+    list_move(c, LIST_ACTIVE, ev_now(worker.loop));
+    return c;
+}
+
+/* Parses the request head in c->in.  Returns the connection (it may have
+ * moved) with any bytes after the head left in c->in. */
+static struct conn *handshake(struct conn *c)
+{
+    struct http_request req;
+    struct handshake hs;
+    const struct config *cfg = worker.cfg;
+    enum http_rc rc = http_parse(&c->u.scan, (const char *)c->in->data,
+                                 c->in->len, cfg->max_header, &req);
+
+    switch (rc) {
+    case HTTP_NEED_MORE:
+        return c;
+    case HTTP_ERR_MALFORMED: reject(c, 400); return c;
+    case HTTP_ERR_TOO_LARGE: reject(c, 431); return c;
+    case HTTP_ERR_VERSION: reject(c, 505); return c;
+    case HTTP_DONE: break;
+    }
+    c->route = route_find(cfg->routes, cfg->nroutes, req.path, req.path_len);
+    int status = handshake_check(&req, c->route, &hs);
+    if (status == 0 && !c->route->handler)
+        status = 503;
+    if (status) {
+        log_debug("handshake refused with %d for %.*s", status,
+                  (int)req.target_len, req.target);
+        reject(c, status);
+        return c;
+    }
+    c = open_actor(c, &req, &hs);
+    c->in->off = req.head_len;
+    return c;
+}
+
+/* ---- frames ----------------------------------------------------------- */
+
+static void deliver(struct conn *c, uint8_t opcode, const uint8_t *data,
+                    size_t len)
+{
+    const struct snow_handler *h = c->route->handler;
+
+    if (c->state != CONN_OPEN || !h->on_message)
+        return;
+    enum snow_kind kind = opcode == WS_OP_TEXT ? SNOW_TEXT : SNOW_BINARY;
+    int rc = h->on_message((snow_actor *)c, kind, data, len);
+    if (rc < 0) {
+        log_error("route %s: handler '%s' on_message failed (%d); closing "
+                  "the connection with 1011", c->route->path, h->name, rc);
+        fail(c, WS_CLOSE_INTERNAL_ERROR, "handler error");
+    }
+}
+
+static void on_close_frame(struct conn *c, const uint8_t *p, size_t len)
+{
+    uint16_t code = WS_CLOSE_NO_STATUS;
+    const uint8_t *reason = p;
+    size_t reason_len = 0;
+
+    ws_close_parse(p, len, &code, &reason, &reason_len);  /* validated */
+    if (c->state == CONN_OPEN) {
+        /* Echo the code (section 5.5.1); an empty close gets an empty one. */
+        uint8_t echo[2] = { (uint8_t)(code >> 8), (uint8_t)code };
+        conn_send_frame(c, WS_OP_CLOSE, echo, len ? 2 : 0);
+        c->close_code = code;
+    }
+    notify_close(c, code, reason, reason_len);
+    start_linger(c);
+}
+
+static void on_chunk(struct conn *c, const struct ws_chunk *ch)
+{
+    switch (ch->opcode) {
+    case WS_OP_PING:
+        if (c->state == CONN_OPEN)
+            conn_send_frame(c, WS_OP_PONG, ch->data, ch->len);
+        return;
+    case WS_OP_PONG:
+        return;
+    case WS_OP_CLOSE:
+        on_close_frame(c, ch->data, ch->len);
+        return;
+    }
+    if (ch->frame_start && ch->message_end && !c->msg) {
+        deliver(c, ch->opcode, ch->data, ch->len);  /* zero copy */
+        return;
+    }
+    if (!c->msg)
+        c->msg = buf_new(ch->frame_len < worker.cfg->max_message ?
+                         (size_t)ch->frame_len : worker.cfg->max_message);
+    if (ch->data != c->msg->data + c->msg->len)
+        buf_append(&c->msg, ch->data, ch->len);
+    else
+        c->msg->len += ch->len;   /* read there directly by readv */
+    if (ch->message_end) {
+        deliver(c, ch->opcode, c->msg->data, c->msg->len);
+        buf_free(c->msg);
+        c->msg = NULL;
+    }
+}
+
+static bool over_backpressure(const struct conn *c)
+{
+    return buf_size(c->out) > worker.cfg->max_backpressure;
+}
+
+/* Decodes frames from p[0..len); returns the bytes consumed.  Stops early
+ * when the connection stops reading or output backs up. */
+static size_t consume_frames(struct conn *c, uint8_t *p, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len && (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
+        struct ws_chunk ch;
+        size_t used;
+        enum ws_rc rc = ws_decode(&c->u.dec, p + off, len - off, &used, &ch);
+        if (rc == WS_NEED_MORE)
+            break;
+        if (rc != WS_CHUNK) {
+            static const char *why[] = {
+                [WS_ERR_PROTOCOL] = "protocol error",
+                [WS_ERR_INVALID_UTF8] = "invalid UTF-8",
+                [WS_ERR_TOO_BIG] = "message too big",
+            };
+            log_debug("connection %d: %s", c->io.fd, why[rc]);
+            fail(c, ws_rc_close_code(rc), why[rc]);
+            return len;
+        }
+        off += used;
+        on_chunk(c, &ch);
+        if (over_backpressure(c)) {
+            c->flags |= CONN_PAUSED;
+            break;
+        }
+    }
+    if (c->state == CONN_LINGER || c->state == CONN_DEAD)
+        return len;   /* nothing more will be parsed */
+    return off;
+}
+
+/* Parses what c->in holds and keeps only the unconsumed rest. */
+static struct conn *consume_input(struct conn *c)
+{
+    if (c->state == CONN_HANDSHAKE)
+        c = handshake(c);
+    if (c->state != CONN_HANDSHAKE && c->in)
+        c->in->off += consume_frames(c, c->in->data + c->in->off,
+                                     buf_size(c->in));
+    if (c->in && buf_size(c->in) == 0) {
+        buf_free(c->in);
+        c->in = NULL;
+    }
+    return c;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* Reads the rest of a large frame straight into its message buffer,
+ * and whatever follows it into the shared buffer. */
+static ssize_t read_into_message(struct conn *c, uint8_t **where, size_t *len)
+{
+    struct ws_decoder *d = &c->u.dec;
+    size_t want = d->remaining;
+    uint8_t *dst = buf_reserve(&c->msg, want);
+    struct iovec iov[2] = { { dst, want }, { worker.rbuf, WORKER_RBUF_SIZE } };
+    ssize_t n = readv(c->io.fd, iov, 2);
+
+    if (n <= 0)
+        return n;
+    size_t into_msg = (size_t)n < want ? (size_t)n : want;
+    struct ws_chunk ch;
+    size_t used;
+    enum ws_rc rc = ws_decode(d, dst, into_msg, &used, &ch);
+    if (rc != WS_CHUNK) {
+        fail(c, ws_rc_close_code(rc), "invalid frame payload");
+        return n;
+    }
+    on_chunk(c, &ch);
+    *where = worker.rbuf;
+    *len = (size_t)n - into_msg;
+    return n;
+}
+
+/* Reads once.  Returns what recv(2) returned: bytes read, 0 at the end of
+ * the stream, -1 on error.  *where and *len then give the bytes to parse:
+ * NULL when they were read into c->in (a handshake) or need no parsing. */
+static ssize_t read_some(struct conn *c, uint8_t **where, size_t *len)
+{
+    struct ws_decoder *d = &c->u.dec;
+    ssize_t n;
+
+    *where = NULL;
+    *len = 0;
+    if (c->state == CONN_LINGER)
+        return recv(c->io.fd, worker.rbuf, WORKER_RBUF_SIZE, 0);
+    if (c->state == CONN_HANDSHAKE) {
+        /* The head grows in the connection's own buffer, never past the
+         * header limit (http_parse fails once it is reached). */
+        size_t want = worker.cfg->max_header + 1 - buf_size(c->in);
+        if (want > 4096)
+            want = 4096;
+        n = recv(c->io.fd, buf_reserve(&c->in, want), want, 0);
+        if (n > 0)
+            c->in->len += (size_t)n;
+        return n;
+    }
+    if (!c->in && d->in_frame && d->remaining >= DIRECT_READ_MIN && c->msg)
+        return read_into_message(c, where, len);
+
+    size_t held = buf_size(c->in);
+    if (held) {
+        memcpy(worker.rbuf, c->in->data + c->in->off, held);
+        buf_free(c->in);
+        c->in = NULL;
+    }
+    n = recv(c->io.fd, worker.rbuf + held, WORKER_RBUF_SIZE - held, 0);
+    if (n < 0 && held) {
+        buf_append(&c->in, worker.rbuf, held);  /* keep what was held */
+        return n;
+    }
+    *where = worker.rbuf;
+    *len = held + (n > 0 ? (size_t)n : 0);
+    return n;
+}
+
+/* Handles a readable connection; returns it, perhaps moved. */
+static struct conn *on_readable(struct conn *c)
+{
+    uint8_t *where;
+    size_t len;
+    ssize_t n = read_some(c, &where, &len);
+
+    if (n == 0) {
+        /* End of stream: clean after a close handshake, else abnormal. */
+        conn_kill(c, c->state == CONN_LINGER ? c->close_code
+                                              : WS_CLOSE_ABNORMAL);
+        return c;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            conn_kill(c, WS_CLOSE_ABNORMAL);
+        return c;
+    }
+    if (c->state != CONN_OPEN && c->state != CONN_CLOSING &&
+        c->state != CONN_HANDSHAKE)
+        return c;
+    if (c->list == LIST_ACTIVE || c->list == LIST_PINGED)
+        list_move(c, LIST_ACTIVE, ev_now(worker.loop));
+    if (c->state == CONN_HANDSHAKE)
+        return consume_input(c);
+    size_t used = consume_frames(c, where, len);
+    if (used < len)
+        buf_append(&c->in, where + used, len - used);
+    return c;
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn *c = w->data;
+
+    (void)loop;
+    if (revents & EV_WRITE) {
+        conn_flush(c);
+        if (c->state == CONN_DEAD)
+            return;
+        if (c->flags & CONN_PAUSED && !over_backpressure(c)) {
+            c->flags &= (uint8_t)~CONN_PAUSED;
+            c->flags |= CONN_IN_READ;
+            c = consume_input(c);
+            c->flags &= (uint8_t)~CONN_IN_READ;
+            conn_flush(c);
+        }
+    }
+    if ((revents & EV_READ) && c->state != CONN_DEAD &&
+        !(c->flags & CONN_PAUSED)) {
+        c->flags |= CONN_IN_READ;
+        c = on_readable(c);   /* may have moved: see grow_for_state */
+        c->flags &= (uint8_t)~CONN_IN_READ;
+        conn_flush(c);
+    }
+}
+
+/* ---- timeouts and the loop's safe point ------------------------------- */
+
+static void expire(struct conn *c, ev_tstamp now)
+{
+    const struct config *cfg = worker.cfg;
+
+    switch (c->list) {
+    case LIST_HANDSHAKE:
+        log_debug("connection %d: handshake timed out", c->io.fd);
+        reject(c, 408);
+        mark_pending(c);
+        return;
+    case LIST_ACTIVE:
+        if (cfg->ping_interval &&
+            (!cfg->idle_timeout || cfg->ping_interval < cfg->idle_timeout)) {
+            conn_send_frame(c, WS_OP_PING, NULL, 0);
+            mark_pending(c);
+            if (cfg->idle_timeout)
+                list_move(c, LIST_PINGED, c->base);
+            else
+                list_move(c, LIST_ACTIVE, now);
+            return;
+        }
+        /* No ping is due before the idle limit. */
+        __attribute__((fallthrough));
+    case LIST_PINGED:
+        log_debug("connection %d: idle timeout", c->io.fd);
+        conn_start_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
+        mark_pending(c);
+        return;
+    case LIST_CLOSING:
+        conn_kill(c, c->close_code ? c->close_code : WS_CLOSE_ABNORMAL);
+        return;
+    }
+}
+
+void conn_sweep(ev_tstamp now)
+{
+    for (int id = 0; id < LIST_COUNT; id++) {
+        ev_tstamp t = worker.timeouts[id];
+        if (t <= 0)
+            continue;
+        /* Each expiry moves the head to another list, to the tail of this
+         * one with a later base, or kills it, so the loop ends. */
+        struct conn *c;
+        while ((c = worker.lists[id].head) && c->base + t <= now) {
+            expire(c, now);
+        }
+    }
+}
+
+void conn_run_pending(void)
+{
+    struct conn *c = worker.pending;
+
+    worker.pending = NULL;
+    while (c) {
+        struct conn *next = c->pending_next;
+        c->flags &= (uint8_t)~CONN_PENDING;
+        if (c->state == CONN_DEAD)
+            free(c);
+        else
+            conn_flush(c);
+        c = next;
+    }
+}
+
+void conn_shutdown_all(void)
+{
+    for (int id = 0; id < LIST_COUNT; id++) {
+        struct conn *c = worker.lists[id].head, *next;
+        for (; c; c = next) {
+            next = c->next;
+            if (c->state == CONN_HANDSHAKE)
+                conn_kill(c, WS_CLOSE_GOING_AWAY);
+            else if (c->state == CONN_OPEN)
+                conn_start_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+            mark_pending(c);
+        }
+    }
+}

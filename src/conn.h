@@ -1,0 +1,107 @@
+/*
+ * conn.h - one client connection: its socket, its state machine, and the
+ * connection actor bound to it.
+ *
+ * A connection moves HANDSHAKE -> OPEN -> CLOSING -> LINGER -> DEAD, and
+ * can skip ahead at any point.  Every live connection sits in exactly one
+ * timeout list of its worker, ordered by the time it entered the list, so
+ * that expiry costs O(expired) and activity costs O(1) (libev manual,
+ * "be smart about timeouts").
+ *
+ * Connections are freed only at a safe point of the loop (the prepare
+ * watcher), never inside a callback that might still use them.
+ */
+#ifndef SNOWD_CONN_H
+#define SNOWD_CONN_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "route.h"
+#include "ws.h"
+
+struct buf;
+
+enum conn_state {
+    CONN_HANDSHAKE,   /* reading the upgrade request */
+    CONN_OPEN,        /* WebSocket frames flow both ways */
+    CONN_CLOSING,     /* we sent a close frame; awaiting the peer's */
+    CONN_LINGER,      /* output flushed then shut down; draining input */
+    CONN_DEAD         /* socket closed; freed at the next safe point */
+};
+
+enum conn_list_id {
+    LIST_HANDSHAKE,   /* deadline: base + handshake_timeout */
+    LIST_ACTIVE,      /* deadline: base + ping_interval or idle_timeout */
+    LIST_PINGED,      /* deadline: base + idle_timeout */
+    LIST_CLOSING,     /* deadline: base + close_timeout */
+    LIST_COUNT,
+    LIST_NONE = LIST_COUNT
+};
+
+struct conn_list {
+    struct conn *head, *tail;
+};
+
+enum conn_flag {
+    CONN_OPENED = 1 << 0,      /* on_open accepted: on_close is owed */
+    CONN_NOTIFIED = 1 << 1,    /* on_close has run */
+    CONN_PENDING = 1 << 2,     /* on the worker's pending list */
+    CONN_WRITING = 1 << 3,     /* the write watcher is on */
+    CONN_PAUSED = 1 << 4,      /* input waits for output to drain */
+    CONN_IN_READ = 1 << 5,     /* the read handler flushes on return */
+    CONN_SHUT = 1 << 6         /* shutdown(SHUT_WR) done */
+};
+
+struct conn {
+    ev_io io;
+    struct conn *prev, *next;      /* timeout list */
+    struct conn *pending_next;     /* worker's pending list */
+    const struct route *route;
+    ev_tstamp base;                /* when it entered its timeout list */
+    union {
+        struct http_scan scan;     /* HANDSHAKE */
+        struct ws_decoder dec;     /* OPEN and after */
+    } u;
+    struct buf *in;                /* received bytes not yet parsed */
+    struct buf *msg;               /* fragments of a message in progress */
+    struct buf *out;               /* bytes not yet written */
+    uint16_t close_code;           /* sent or received; 0 = none yet */
+    uint8_t state;
+    uint8_t list;
+    uint8_t flags;
+    uint8_t protocol;              /* index into route->protocols + 1 */
+    /* The handler's state_size bytes follow, suitably aligned. */
+    _Alignas(16) unsigned char user[];
+};
+
+/* Takes ownership of an accepted, non-blocking socket. */
+struct conn *conn_new(int fd);
+
+/* Queues a frame; the caller checked the state.  Small frames are
+ * appended to the output buffer and written once per loop iteration;
+ * large ones are written at once when nothing is queued before them. */
+void conn_send_frame(struct conn *c, enum ws_opcode op, const void *data,
+                     size_t len);
+
+/* Starts the close handshake (section 7.1.2) with a code and reason. */
+void conn_start_close(struct conn *c, uint16_t code, const char *reason);
+
+/* Closes the socket now, after running on_close; freed later. */
+void conn_kill(struct conn *c, uint16_t code);
+
+/* Called by the worker's sweep timer: expires what is due. */
+void conn_sweep(ev_tstamp now);
+
+/* Called by the worker before the loop sleeps: writes queued output and
+ * frees dead connections. */
+void conn_run_pending(void);
+
+/* Starts a graceful stop: 1001 to every open connection, handshakes
+ * dropped. */
+void conn_shutdown_all(void);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * main.c - the command line: snowd [-t] [-c FILE] | -V | -h.
+ *
+ * Exit codes: 0 success; 1 bad configuration or plugins (with -t), or a
+ * listener that cannot be bound; 2 bad usage.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "plugin.h"
+#include "worker.h"
+
+#ifndef SNOWD_CONF
+#define SNOWD_CONF "/etc/snowd/snowd.ini"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: snowd [-t] [-c FILE]\n"
+            "       snowd -V | -h\n"
+            "\n"
+            "  -c FILE  configuration file (default " SNOWD_CONF ")\n"
+            "  -t       test the configuration and its plugins, then exit\n"
+            "  -V       print the version and exit\n"
+            "  -h       print this help and exit\n"
+            "\n"
+            "snowd runs in the foreground and logs to stderr.\n"
+            "Signals: TERM/INT stop gracefully, QUIT stops at once.\n"
+            "See snowd(8) and snowd.ini(5).\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *file = SNOWD_CONF;
+    int test_only = 0, opt;
+
+    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+        switch (opt) {
+        case 'c': file = optarg; break;
+        case 't': test_only = 1; break;
+        case 'V': printf("snowd %s\n", PACKAGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    log_init();
+    signal(SIGPIPE, SIG_IGN);
+
+    struct config *cfg = config_load(file);
+    if (!cfg) {
+        fprintf(stderr, "snowd: configuration file %s test failed\n", file);
+        return 1;
+    }
+    log_threshold = cfg->log_level;
+
+    struct plugin_set plugins = { 0 };
+    int bad = plugin_load_dir(&plugins, cfg->plugin_dir) != 0;
+    bad |= plugins.failures != 0;
+    bad |= plugin_resolve_routes(&plugins, cfg->routes, cfg->nroutes,
+                                 cfg->file) != 0;
+    if (test_only) {
+        fprintf(stderr, "snowd: configuration file %s test %s\n", file,
+                bad ? "failed" : "is successful");
+        plugin_set_free(&plugins);
+        config_free(cfg);
+        return bad;
+    }
+
+    int status = 1;
+    int *fds = calloc(cfg->nlistens, sizeof *fds);
+    if (listener_bind_all(cfg, fds) == 0) {
+        log_info("snowd %s started (pid %d)", PACKAGE_VERSION, (int)getpid());
+        status = worker_run(cfg, fds, cfg->nlistens);
+        for (size_t i = 0; i < cfg->nlistens; i++)
+            close(fds[i]);
+    }
+    free(fds);
+    plugin_set_free(&plugins);
+    config_free(cfg);
+    return status;
+}

@@ -1,0 +1,52 @@
+/*
+ * worker.h - the event loop of a serving process, and the state its
+ * connections share.
+ *
+ * There is one worker per process, so its state is a single global.  The
+ * read buffer is shared by all connections: a connection only owns bytes
+ * that could not be consumed in the read that brought them.
+ */
+#ifndef SNOWD_WORKER_H
+#define SNOWD_WORKER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+
+struct config;
+struct listener;
+
+#define WORKER_RBUF_SIZE (256 * 1024)
+
+struct worker {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    uint8_t *rbuf;
+    struct conn_list lists[LIST_COUNT];
+    ev_tstamp timeouts[LIST_COUNT];   /* seconds; 0 = never */
+    struct conn *pending;             /* to flush or free before sleeping */
+    size_t nconns;
+    struct listener *listeners;
+    size_t nlisteners;
+    bool accepting;
+    bool stopping;
+    ev_timer sweep;
+    ev_timer stop_timer;
+    ev_timer accept_retry;
+    ev_prepare prepare;
+    ev_signal sigterm, sigint, sigquit;
+};
+
+extern struct worker worker;
+
+/* Runs the loop on listening sockets already bound; returns the exit
+ * status when the loop ends. */
+int worker_run(const struct config *cfg, const int *fds, size_t nfds);
+
+/* A connection ended: accept again if the limit had stopped accepting. */
+void worker_conn_closed(void);
+
+#endif
