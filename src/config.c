@@ -333,8 +333,7 @@ struct config *config_load(const char *file)
     if (bad_line > 0 && (ld.errors == 0 || (unsigned)bad_line < ld.first_error_line))
         report(&ld, (unsigned)bad_line, "syntax error (expected "
                "'key = value' or '[section]'; lines are at most 200 bytes)");
-    if (ld.errors == 0)
-        check_whole(&ld);
+    check_whole(&ld);
     if (ld.errors) {
         config_free(cfg);
         return NULL;

@@ -49,7 +49,7 @@ int confval_size(const char *s, uint64_t *out)
     case 'g': case 'G': mult = 1ull << 30; s++; break;
     default: break;
     }
-    if (mult > 1 && *s == 'i')
+    if (mult > 1 && *s == 'i' && (s[1] == 'B' || s[1] == 'b'))
         s++;
     if (*s == 'B' || *s == 'b')
         s++;
@@ -116,6 +116,7 @@ int confval_bool(const char *s, bool *out)
 int confval_listen(const char *s, struct sockaddr_storage *addr,
                    socklen_t *addr_len)
 {
+    struct sockaddr_storage out;
     char host[64];
     const char *colon = strrchr(s, ':');
     uint64_t port;
@@ -128,10 +129,10 @@ int confval_listen(const char *s, struct sockaddr_storage *addr,
         return -EINVAL;
     memcpy(host, s, hlen);
     host[hlen] = '\0';
-    memset(addr, 0, sizeof *addr);
+    memset(&out, 0, sizeof out);
 
     if (host[0] == '[') {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out;
         if (hlen < 3 || host[hlen - 1] != ']')
             return -EINVAL;
         host[hlen - 1] = '\0';
@@ -139,16 +140,18 @@ int confval_listen(const char *s, struct sockaddr_storage *addr,
             return -EINVAL;
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons((uint16_t)port);
+        *addr = out;
         *addr_len = sizeof *a6;
         return 0;
     }
-    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&out;
     if (strcmp(host, "*") == 0)
         a4->sin_addr.s_addr = htonl(INADDR_ANY);
     else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
         return -EINVAL;
     a4->sin_family = AF_INET;
     a4->sin_port = htons((uint16_t)port);
+    *addr = out;
     *addr_len = sizeof *a4;
     return 0;
 }

@@ -180,7 +180,10 @@ static void conn_flush(struct conn *c)
         buf_free(c->out);
         c->out = NULL;
     }
-    int want = n ? EV_WRITE : 0;
+    /* A paused connection is resumed by the write branch of conn_io_cb,
+     * so it keeps the write watcher until then, even with nothing queued
+     * (the socket is writable: the event comes on the next iteration). */
+    int want = n || (c->flags & CONN_PAUSED) ? EV_WRITE : 0;
     if (!(c->flags & CONN_PAUSED))
         want |= EV_READ;
     set_events(c, want);
@@ -248,8 +251,8 @@ static void fail(struct conn *c, uint16_t code, const char *reason)
         conn_send_frame(c, WS_OP_CLOSE, payload, n);
     }
     c->close_code = code;
+    start_linger(c);   /* before on_close: sends are refused there */
     notify_close(c, code, (const uint8_t *)reason, strlen(reason));
-    start_linger(c);
 }
 
 /* ---- the handshake ---------------------------------------------------- */
@@ -384,8 +387,8 @@ static void on_close_frame(struct conn *c, const uint8_t *p, size_t len)
         conn_send_frame(c, WS_OP_CLOSE, echo, len ? 2 : 0);
         c->close_code = code;
     }
+    start_linger(c);   /* before on_close: sends are refused there */
     notify_close(c, code, reason, reason_len);
-    start_linger(c);
 }
 
 static void on_chunk(struct conn *c, const struct ws_chunk *ch)

@@ -79,6 +79,17 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &worker.stop_timer);
 }
 
+/* Reloading arrives with the master process; until then SIGHUP must not
+ * take the server down (its default action would). */
+static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    log_warn("SIGHUP: reloading is not supported by this version; ignored "
+             "(restart snowd to apply a new configuration)");
+}
+
 static void set_timeouts(const struct config *cfg)
 {
     ev_tstamp ping = cfg->ping_interval / 1000.0;
@@ -143,6 +154,8 @@ int worker_run(const struct config *cfg, const int *fds, size_t nfds)
     ev_signal_start(worker.loop, &worker.sigterm);
     ev_signal_start(worker.loop, &worker.sigint);
     ev_signal_start(worker.loop, &worker.sigquit);
+    ev_signal_init(&worker.sighup, sighup_cb, SIGHUP);
+    ev_signal_start(worker.loop, &worker.sighup);
 
     ev_run(worker.loop, 0);
 

@@ -37,7 +37,7 @@ struct worker {
     ev_timer stop_timer;
     ev_timer accept_retry;
     ev_prepare prepare;
-    ev_signal sigterm, sigint, sigquit;
+    ev_signal sigterm, sigint, sigquit, sighup;
 };
 
 extern struct worker worker;

@@ -216,6 +216,8 @@ enum ws_rc ws_decode(struct ws_decoder *d, uint8_t *buf, size_t len,
         if (len < 4)
             return WS_NEED_MORE;
         plen = (uint64_t)buf[2] << 8 | buf[3];
+        if (plen < 126)
+            return WS_ERR_PROTOCOL;  /* not the minimal encoding (5.2) */
         hlen = 4;
     } else if (plen == 127) {
         if (len < 10)
@@ -225,6 +227,8 @@ enum ws_rc ws_decode(struct ws_decoder *d, uint8_t *buf, size_t len,
             plen = plen << 8 | buf[2 + i];
         if (plen >> 63)
             return WS_ERR_PROTOCOL;  /* the most significant bit must be 0 */
+        if (plen <= 0xffff)
+            return WS_ERR_PROTOCOL;  /* not the minimal encoding (5.2) */
         hlen = 10;
     }
     /* Check before waiting for the mask so that a bad header fails as soon

@@ -59,7 +59,7 @@ struct snow_handler {
 
     /* Called once the upgrade request is valid, before the 101 answer.
      * Return 0 to accept, an HTTP status in 400..599 to refuse the upgrade
-     * with that status, or any other negative value to fail (answered 500).
+     * with that status; any other value is a failure, answered 500.
      * May be NULL. */
     int (*on_open)(snow_actor *self, const snow_request *req);
 
@@ -108,7 +108,7 @@ SNOW_API void *snow_state(snow_actor *self);
 SNOW_API int snow_send(snow_actor *self, enum snow_kind kind,
                        const void *data, size_t len);
 
-/* Starts the close handshake with `code` (1000, 1001, 1003, 1007..1011 or
+/* Starts the close handshake with `code` (1000, 1001, 1003, 1007..1014 or
  * 3000..4999) and an optional UTF-8 reason of at most 123 bytes (may be
  * NULL).  on_close follows once the connection is gone. */
 SNOW_API int snow_close(snow_actor *self, int code, const char *reason);

@@ -81,7 +81,9 @@ static int kit_message(snow_actor *self, enum snow_kind kind,
         return snow_send(self, SNOW_TEXT, reply, strlen(reply));
     }
     if (starts(s, len, "big ")) {
-        size_t n = strtoul(s + 4, NULL, 10);
+        char num[24];
+        snprintf(num, sizeof num, "%.*s", (int)(len - 4), s + 4);
+        size_t n = strtoul(num, NULL, 10);
         char *buf = calloc(1, n ? n : 1);
         int rc = snow_send(self, SNOW_BINARY, buf, n);
         free(buf);

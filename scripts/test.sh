@@ -1,0 +1,36 @@
+#!/bin/sh
+# The whole test suite: installs what is missing, builds, then runs
+#  1. make check: cmocka unit tests, fuzz corpus replay, integration tests
+#  2. the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#  3. a plugin built out of tree against the installed header
+#  4. each libFuzzer target for a short while
+#  5. make distcheck (skip with SNOWD_SKIP_DISTCHECK=1)
+set -e
+cd "$(dirname "$0")/.."
+top=$(pwd)
+sh scripts/deps.sh test
+sh scripts/build.sh
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "make check"
+make -j"$(nproc)" check || { cat tests/*/*.log tests/integration/run.sh.log 2>/dev/null | tail -n 200; exit 1; }
+
+step "make check under ASan + UBSan"
+mkdir -p build-asan
+(cd build-asan &&
+ { [ -f Makefile ] || ../configure -q --enable-sanitizers CC=gcc; } &&
+ ASAN_OPTIONS=detect_leaks=1 make -j"$(nproc)" check) ||
+    { tail -n 200 build-asan/tests/integration/run.sh.log 2>/dev/null; exit 1; }
+
+step "out-of-tree plugin against the installed snowd.h"
+sh tests/install/out_of_tree.sh
+
+step "libFuzzer targets"
+sh tests/fuzz/run.sh "${SNOWD_FUZZ_SECONDS:-20}"
+
+if [ "${SNOWD_SKIP_DISTCHECK:-0}" != 1 ]; then
+    step "make distcheck"
+    make -j"$(nproc)" distcheck >/dev/null
+fi
+step "all tests passed"

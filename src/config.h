@@ -1,0 +1,53 @@
+/*
+ * config.h - snowd.ini, read with inih and checked key by key.
+ *
+ * Every problem is reported as "FILE:LINE: what is wrong" on stderr, and
+ * all of them are reported before config_load fails, so one run of
+ * `snowd -t` shows every mistake.  Defaults are filled in first, so a
+ * config holds only what differs from them.
+ */
+#ifndef SNOWD_CONFIG_H
+#define SNOWD_CONFIG_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "route.h"
+
+struct listen_spec {
+    char *text;                     /* as written, for log lines */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    unsigned line;
+};
+
+struct config {
+    char *file;
+    char *plugin_dir;               /* absolute, or relative to the cwd */
+    enum log_level log_level;
+    uint64_t backlog;
+
+    struct listen_spec *listens;
+    size_t nlistens;
+
+    /* [limits]; durations in milliseconds, 0 = off */
+    uint64_t max_message;
+    uint64_t max_header;
+    uint64_t max_backpressure;
+    uint64_t max_connections;
+    uint64_t handshake_timeout;
+    uint64_t idle_timeout;
+    uint64_t ping_interval;
+    uint64_t close_timeout;
+
+    struct route *routes;
+    size_t nroutes;
+};
+
+/* Reads and checks `file`.  Returns NULL after printing every error. */
+struct config *config_load(const char *file);
+
+void config_free(struct config *cfg);
+
+#endif
