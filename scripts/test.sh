@@ -17,9 +17,11 @@ step "make check"
 make -j"$(nproc)" check || { cat tests/*/*.log tests/integration/run.sh.log 2>/dev/null | tail -n 200; exit 1; }
 
 step "make check under ASan + UBSan"
-mkdir -p build-asan
+# A copy of the distributed tree, so the source tree's own build stays.
+rm -rf build-asan
+make -s distdir distdir=build-asan >/dev/null
 (cd build-asan &&
- { [ -f Makefile ] || ../configure -q --enable-sanitizers CC=gcc; } &&
+ ./configure -q --enable-sanitizers CC=gcc &&
  ASAN_OPTIONS=detect_leaks=1 make -j"$(nproc)" check) ||
     { tail -n 200 build-asan/tests/integration/run.sh.log 2>/dev/null; exit 1; }
 

@@ -9,7 +9,10 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-make -s install DESTDIR= prefix="$tmp/prefix" sysconfdir="$tmp/prefix/etc" >/dev/null
+# A fresh configure with its own prefix, as a packager would do it.
+make -s distdir distdir="$tmp/tree" >/dev/null
+(cd "$tmp/tree" && ./configure -q --prefix="$tmp/prefix" &&
+ make -s -j"$(nproc)" >/dev/null && make -s install >/dev/null)
 export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
 mkdir -p "$tmp/plugins" "$tmp/src"
 cat > "$tmp/src/upper.c" <<'C'
