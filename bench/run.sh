@@ -9,7 +9,7 @@
 # measured round trips.
 #
 # Environment (all optional):
-#   SNOWD             snowd binary            (default: bench/../src/snowd, else bench/../snowd)
+#   SNOWD             snowd binary            (default: bench/../snowd)
 #   SNOWD_PLUGIN_DIR  snowd plugin directory  (default: bench/../plugins/.libs)
 #   BENCH_DURATION    measured seconds per scenario (default 10)
 #   BENCH_WARMUP      warmup seconds per scenario   (default 2)
@@ -30,8 +30,7 @@ fi
 
 if [ -z "${SNOWD:-}" ]; then
 	# automake builds sbin_PROGRAMS=snowd at the top of the build tree
-	SNOWD=$BENCH_DIR/../src/snowd
-	[ -x "$SNOWD" ] || [ ! -x "$BENCH_DIR/../snowd" ] || SNOWD=$BENCH_DIR/../snowd
+	SNOWD=$BENCH_DIR/../snowd
 fi
 SNOWD_PLUGIN_DIR=${SNOWD_PLUGIN_DIR:-$BENCH_DIR/../plugins/.libs}
 DUR=${BENCH_DURATION:-10}
