@@ -14,6 +14,7 @@
 #include "log.h"
 #include "snowd/snowd.h"
 #include "utf8.h"
+#include "worker.h"
 
 static struct conn *conn_of(snow_actor *self)
 {
@@ -37,7 +38,9 @@ SNOW_API int snow_send(snow_actor *self, enum snow_kind kind,
         return -SNOW_EINVAL;
     if (c->state != CONN_OPEN)
         return -SNOW_ECLOSED;
-    if (kind == SNOW_TEXT && !utf8_valid(data, len))
+    if (kind == SNOW_TEXT &&
+        !(data == worker.validated_text && len == worker.validated_len) &&
+        !utf8_valid(data, len))
         return -SNOW_EUTF8;
     conn_send_frame(c, kind == SNOW_TEXT ? WS_OP_TEXT : WS_OP_BINARY,
                     data, len);

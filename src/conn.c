@@ -369,7 +369,12 @@ static void deliver(struct conn *c, uint8_t opcode, const uint8_t *data,
     if (c->state != CONN_OPEN || !h->on_message)
         return;
     enum snow_kind kind = opcode == WS_OP_TEXT ? SNOW_TEXT : SNOW_BINARY;
+    if (kind == SNOW_TEXT) {
+        worker.validated_text = data;
+        worker.validated_len = len;
+    }
     int rc = h->on_message((snow_actor *)c, kind, data, len);
+    worker.validated_text = NULL;
     if (rc < 0) {
         log_error("route %s: handler '%s' on_message failed (%d); closing "
                   "the connection with 1011", c->route->path, h->name, rc);

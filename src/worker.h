@@ -29,6 +29,10 @@ struct worker {
     ev_tstamp timeouts[LIST_COUNT];   /* seconds; 0 = never */
     struct conn *pending;             /* to flush or free before sleeping */
     size_t nconns;
+    /* The text message being handed to on_message: already validated, so
+     * sending it back unchanged (an echo) skips a second UTF-8 pass. */
+    const void *validated_text;
+    size_t validated_len;
     struct listener *listeners;
     size_t nlisteners;
     bool accepting;
