@@ -193,7 +193,9 @@ static void on_signal(int sig)
 }
 
 /* ---------------------------------------------------------------- /proc */
-static int proc_cpu_ticks(int pid, unsigned long long *ticks)
+/* Server CPU ticks, user+system and user alone. */
+static int proc_cpu_ticks(int pid, unsigned long long *ticks,
+			  unsigned long long *user_ticks)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -224,6 +226,7 @@ static int proc_cpu_ticks(int pid, unsigned long long *ticks)
 	if (field != 15)
 		return -1;
 	*ticks = ut + st;
+	*user_ticks = ut;
 	return 0;
 }
 
@@ -756,7 +759,7 @@ int main(int argc, char **argv)
 	uint64_t phase_end = 0;         /* end of current timed phase */
 	int phase = 0;                  /* 0 establishing, 1 warmup/ready-wait, 2 measuring/idle hold */
 	uint64_t meas_start = 0, meas_end = 0;
-	unsigned long long cpu_t0 = 0, cpu_t1 = 0;
+	unsigned long long cpu_t0 = 0, cpu_t1 = 0, user_t0 = 0, user_t1 = 0;
 	int cpu_ok = 0;
 	double self_cpu0 = 0, self_cpu1 = 0;
 	int next = 0;
@@ -813,7 +816,7 @@ int main(int argc, char **argv)
 				memset(hist, 0, sizeof hist);
 				hist_total = 0;
 				if (opt.pid)
-					cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t0) == 0;
+					cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t0, &user_t0) == 0;
 				self_cpu0 = cpu_self_s();
 				meas_start = now_ns();
 				fprintf(stderr, "MEASURE_START\n");
@@ -827,7 +830,7 @@ int main(int argc, char **argv)
 			if (!opt.idle) {
 				meas_end = now_ns();
 				if (opt.pid && cpu_ok)
-					cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t1) == 0;
+					cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t1, &user_t1) == 0;
 				self_cpu1 = cpu_self_s();
 				measuring = 0;
 				fprintf(stderr, "MEASURE_END\n");
@@ -841,7 +844,7 @@ int main(int argc, char **argv)
 				return 1;
 			meas_end = now_ns();
 			if (opt.pid && cpu_ok)
-				cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t1) == 0;
+				cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t1, &user_t1) == 0;
 			self_cpu1 = cpu_self_s();
 			measuring = 0;
 			fprintf(stderr, "MEASURE_END\n");
@@ -887,8 +890,11 @@ int main(int argc, char **argv)
 		if (opt.pid && cpu_ok) {
 			double hz = (double)sysconf(_SC_CLK_TCK);
 			double cpu_s = (double)(cpu_t1 - cpu_t0) / hz;
+			double user_s = (double)(user_t1 - user_t0) / hz;
 			printf(",\"server_cpu_s\":%.3f,\"server_cpu_us_per_rt\":%.3f", cpu_s,
 			       round_trips ? cpu_s * 1e6 / (double)round_trips : 0.0);
+			printf(",\"server_user_us_per_rt\":%.3f",
+			       round_trips ? user_s * 1e6 / (double)round_trips : 0.0);
 		}
 		printf("}\n");
 		fflush(stdout);

@@ -24,7 +24,7 @@ const padr = (s, n) => String(s).padEnd(n);
 
 const cols = [
   ['server', 7, 'l'], ['scenario', 18, 'l'], ['rt/s', 10], ['p50 us', 9], ['p99 us', 9],
-  ['p999 us', 9], ['srv cpu us/rt', 14], ['client cpu%', 12], ['errors', 7], ['bytes/idle conn', 16],
+  ['p999 us', 9], ['srv cpu us/rt', 14], ['user us/rt', 11], ['client cpu%', 12], ['errors', 7], ['bytes/idle conn', 16],
 ];
 const line = (vals) => vals.map((v, i) => (cols[i][2] === 'l' ? padr(v, cols[i][1]) : pad(v, cols[i][1]))).join(' ');
 
@@ -37,11 +37,11 @@ for (const srv of servers) {
     if (!r) continue;
     const ccpu = r.client_cpu_s !== undefined ? (100 * r.client_cpu_s) / r.duration_s : undefined;
     console.log(line([srv, scen, fmt(r.rtt_per_s, 0), fmt(r.p50_us), fmt(r.p99_us), fmt(r.p999_us),
-      fmt(r.server_cpu_us_per_rt, 2), fmt(ccpu, 0), r.errors, '']));
+      fmt(r.server_cpu_us_per_rt, 2), fmt(r.server_user_us_per_rt, 2), fmt(ccpu, 0), r.errors, '']));
   }
   const i = idle(srv);
   if (i) {
-    console.log(line([srv, i.scenario, '', '', '', '', '', '', i.errors,
+    console.log(line([srv, i.scenario, '', '', '', '', '', '', '', i.errors,
       i.bytes_per_conn !== undefined ? fmt(i.bytes_per_conn, 0) : '-']));
   }
 }
@@ -58,6 +58,7 @@ if (servers.includes('snowd')) {
       const rr = {
         type: 'ratio', server: 'snowd', peer, scenario: scen,
         cpu_per_rt: a.server_cpu_us_per_rt / b.server_cpu_us_per_rt,
+        user_per_rt: a.server_user_us_per_rt / b.server_user_us_per_rt,
         p50: a.p50_us / b.p50_us,
         p99: a.p99_us / b.p99_us,
         p999: a.p999_us / b.p999_us,
@@ -65,7 +66,7 @@ if (servers.includes('snowd')) {
       };
       ratios.push(rr);
       console.log(`  vs ${padr(peer, 5)} ${padr(scen, 18)} cpu/rt ${fmt(rr.cpu_per_rt, 3)}  ` +
-        `p50 ${fmt(rr.p50, 3)}  p99 ${fmt(rr.p99, 3)}  p999 ${fmt(rr.p999, 3)}  rt/s ${fmt(rr.rtt_per_s, 3)}`);
+        `user/rt ${fmt(rr.user_per_rt, 3)}  p50 ${fmt(rr.p50, 3)}  p99 ${fmt(rr.p99, 3)}  p999 ${fmt(rr.p999, 3)}  rt/s ${fmt(rr.rtt_per_s, 3)}`);
     }
     const a = idle('snowd');
     const b = idle(peer);
@@ -81,7 +82,8 @@ if (servers.includes('snowd')) {
   console.log('(snowd not measured: no ratios)');
 }
 console.log('');
-console.log('rt/s: echo round trips per second; srv cpu us/rt: server CPU time (user+sys) per round trip');
+console.log('rt/s: echo round trips per second; srv cpu us/rt: server CPU time (user+sys) per round trip;');
+console.log('user us/rt: the user-space part of it (the rest is the kernel\'s TCP path, the same for every server)');
 console.log('over the measured interval; client cpu% near 100 means the load generator was saturated.');
 
 if (ratios.length && !raw.includes('"type":"ratio"')) {
