@@ -15,7 +15,22 @@ const recs = raw.split('\n').filter((l) => l.trim())
 
 const servers = [...new Set(recs.map((r) => r.server))];
 const scenarios = [...new Set(recs.filter((r) => r.type === 'echo').map((r) => r.scenario))];
-const get = (srv, scen) => recs.find((r) => r.server === srv && r.scenario === scen && r.type === 'echo');
+// With several rounds, each figure is the median over the rounds.
+const median = (xs) => {
+  const s = xs.slice().sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const get = (srv, scen) => {
+  const rs = recs.filter((r) => r.server === srv && r.scenario === scen && r.type === 'echo');
+  if (rs.length <= 1) return rs[0];
+  const out = { ...rs[0], rounds: rs.length };
+  for (const k of Object.keys(rs[0])) {
+    if (typeof rs[0][k] === 'number' && k !== 'round') out[k] = median(rs.map((r) => r[k]));
+  }
+  return out;
+};
+const rounds = Math.max(1, ...recs.map((r) => r.round || 1));
 const idle = (srv) => recs.find((r) => r.server === srv && r.type === 'idle');
 
 const fmt = (v, d = 1) => (v === undefined || v === null || Number.isNaN(v) ? '-' : Number(v).toFixed(d));
@@ -85,6 +100,7 @@ console.log('');
 console.log('rt/s: echo round trips per second; srv cpu us/rt: server CPU time (user+sys) per round trip;');
 console.log('user us/rt: the user-space part of it (the rest is the kernel\'s TCP path, the same for every server)');
 console.log('over the measured interval; client cpu% near 100 means the load generator was saturated.');
+if (rounds > 1) console.log(`Echo figures are medians of ${rounds} rounds (servers took turns in each round).`);
 
 if (ratios.length && !raw.includes('"type":"ratio"')) {
   fs.appendFileSync(file, ratios.map((r) => JSON.stringify(r)).join('\n') + '\n');

@@ -17,6 +17,8 @@
 #   BENCH_IDLE_CONNS  idle connections              (default 10000, 0 = skip)
 #   BENCH_SERVERS     servers to run                (default "snowd lws node")
 #   BENCH_OUT         JSON-lines results file       (default bench/results.jsonl, overwritten)
+#   BENCH_ROUNDS      rounds of all echo scenarios over all servers, in turn
+#                     (default 3); the report gives each figure's median
 #   BENCH_MAX_TIME    hard limit for the whole run, seconds (default 1200)
 set -u -o pipefail
 
@@ -38,6 +40,8 @@ WARM=${BENCH_WARMUP:-2}
 SCENARIOS=${BENCH_SCENARIOS:-"32:100 32:1000 65536:100"}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 SERVERS=${BENCH_SERVERS:-"snowd lws node"}
+ROUNDS=${BENCH_ROUNDS:-3}
+ROUND=1
 OUT=${BENCH_OUT:-$BENCH_DIR/results.jsonl}
 BUILD=$BENCH_DIR/build
 NODE=${NODE:-node}
@@ -172,7 +176,7 @@ server_alive() { [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; }
 
 # emit NAME TYPE SCENARIO JSON -> results file
 emit() {
-	printf '{"type":"%s","server":"%s","scenario":"%s",%s\n' "$2" "$1" "$3" "${4#\{}" >>"$OUT"
+	printf '{"type":"%s","server":"%s","scenario":"%s","round":%s,%s\n' "$2" "$1" "$3" "$ROUND" "${4#\{}" >>"$OUT"
 }
 
 LG_TIMEOUT=$(awk -v d="$DUR" -v w="$WARM" 'BEGIN{printf "%d", d + w + 60}')
@@ -225,6 +229,8 @@ printf '{"type":"meta","date":"%s","kernel":"%s","cpu":"%s","duration_s":%s,"war
 	"$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1)" \
 	"$DUR" "$WARM" "$SCENARIOS" "$IDLE_CONNS" >>"$OUT"
 
+# Servers take turns within each round, so that drift in the machine's
+# state (other load, caches, frequency) spreads over all of them.
 ran=0
 for s in $SERVERS; do
 	server_available "$s" || continue
@@ -232,7 +238,13 @@ for s in $SERVERS; do
 	if [ "$IDLE_CONNS" -gt 0 ]; then
 		run_idle "$s"
 	fi
-	run_echo "$s"
+done
+for ROUND in $(seq 1 "$ROUNDS"); do
+	for s in $SERVERS; do
+		server_available "$s" || continue
+		log "round $ROUND of $ROUNDS"
+		run_echo "$s"
+	done
 done
 [ $ran = 1 ] || die "no server could be run"
 
