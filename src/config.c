@@ -249,6 +249,16 @@ static char *read_line(char *str, int num, void *stream)
     if (!fgets(str, num, ld->fp))
         return NULL;
     ld->line++;
+    if (!strchr(str, '\n') && !feof(ld->fp)) {
+        /* inih's line buffer is fixed; a longer line would be cut and its
+         * tail read as a line of its own.  Refuse it whole instead. */
+        report(ld, ld->line, "line longer than %d characters", num - 2);
+        int ch;
+        while ((ch = fgetc(ld->fp)) != EOF && ch != '\n')
+            ;
+        strcpy(str, ";\n");   /* inih sees a comment */
+        return str;
+    }
     const char *p = str + strspn(str, " \t");
     if (*p == '[') {
         const char *end = strchr(p, ']');
@@ -332,7 +342,7 @@ struct config *config_load(const char *file)
      * it is a line our handler already reported. */
     if (bad_line > 0 && (ld.errors == 0 || (unsigned)bad_line < ld.first_error_line))
         report(&ld, (unsigned)bad_line, "syntax error (expected "
-               "'key = value' or '[section]'; lines are at most 200 bytes)");
+               "'key = value' or '[section]')");
     check_whole(&ld);
     if (ld.errors) {
         config_free(cfg);

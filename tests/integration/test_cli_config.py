@@ -563,3 +563,32 @@ def test_several_listeners_including_ipv6(tmp_path, snowd_factory):
         assert c.recv_text() == "v6"
     finally:
         c.close()
+
+
+def test_over_long_line_is_refused_and_later_lines_keep_their_numbers(tmp_path):
+    long_origins = " ".join(f"https://host{i}.example.com" for i in range(12))
+    conf, r = check_config(tmp_path, f"""
+        [server]
+        listen = 127.0.0.1:1
+        plugin_dir = @PLUGINS@
+        [route /echo]
+        handler = echo
+        origins = {long_origins}
+        bogus = 1
+        """)
+    assert_error_at(conf, r, 6, "line longer than 198 characters")
+    assert f"{conf}:7: unknown key 'bogus'" in r.stderr, r.stderr
+
+
+def test_every_error_is_reported_in_one_run(tmp_path):
+    # A bad value does not hide a missing handler further down.
+    conf, r = check_config(tmp_path, """
+        [server]
+        listen = 127.0.0.1:1
+        plugin_dir = @PLUGINS@
+        log_level = loud
+        [route /echo]
+        subprotocols = a
+        """)
+    assert_error_at(conf, r, 4, "log_level")
+    assert f"{conf}:5: [route /echo] has no 'handler'" in r.stderr, r.stderr
