@@ -602,8 +602,26 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             conn_flush(c);
         }
     }
-    if ((revents & EV_READ) && c->state != CONN_DEAD &&
-        !(c->flags & CONN_PAUSED)) {
+    /* libev invokes the callbacks of one poll in reverse order, which
+     * would serve the connection that has waited longest last and stretch
+     * the latency tail.  Readable connections are stacked here, so that
+     * conn_run_ready() sees them in the kernel's order. */
+    if ((revents & EV_READ) && !(c->flags & CONN_READY)) {
+        c->flags |= CONN_READY;
+        c->ready_next = worker.ready;
+        worker.ready = c;
+    }
+}
+
+void conn_run_ready(void)
+{
+    struct conn *c;
+
+    while ((c = worker.ready)) {
+        worker.ready = c->ready_next;
+        c->flags &= (uint8_t)~CONN_READY;
+        if (c->state == CONN_DEAD || (c->flags & CONN_PAUSED))
+            continue;
         c->flags |= CONN_IN_READ;
         c = on_readable(c);   /* may have moved: see grow_for_state */
         c->flags &= (uint8_t)~CONN_IN_READ;

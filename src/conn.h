@@ -53,13 +53,15 @@ enum conn_flag {
     CONN_WRITING = 1 << 3,     /* the write watcher is on */
     CONN_PAUSED = 1 << 4,      /* input waits for output to drain */
     CONN_IN_READ = 1 << 5,     /* the read handler flushes on return */
-    CONN_SHUT = 1 << 6         /* shutdown(SHUT_WR) done */
+    CONN_SHUT = 1 << 6,        /* shutdown(SHUT_WR) done */
+    CONN_READY = 1 << 7        /* on the worker's ready stack */
 };
 
 struct conn {
     ev_io io;
     struct conn *prev, *next;      /* timeout list */
     struct conn *pending_next;     /* worker's pending list */
+    struct conn *ready_next;       /* worker's ready stack */
     const struct route *route;
     ev_tstamp base;                /* when it entered its timeout list */
     union {
@@ -95,6 +97,11 @@ void conn_kill(struct conn *c, uint16_t code);
 
 /* Called by the worker's sweep timer: expires what is due. */
 void conn_sweep(ev_tstamp now);
+
+/* Called by the worker after every I/O callback of a loop iteration:
+ * reads the connections that became readable, in the order the kernel
+ * reported them. */
+void conn_run_ready(void);
 
 /* Called by the worker before the loop sleeps: writes queued output and
  * frees dead connections. */

@@ -33,6 +33,14 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
+static void check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    conn_run_ready();
+}
+
 static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -148,6 +156,10 @@ int worker_run(const struct config *cfg, const int *fds, size_t nfds)
     ev_timer_init(&worker.stop_timer, stop_timer_cb, 1., 0.);
     ev_prepare_init(&worker.prepare, prepare_cb);
     ev_prepare_start(worker.loop, &worker.prepare);
+    /* Lowest priority: runs after every I/O callback of the iteration. */
+    ev_check_init(&worker.check, check_cb);
+    ev_set_priority(&worker.check, EV_MINPRI);
+    ev_check_start(worker.loop, &worker.check);
     ev_signal_init(&worker.sigterm, signal_cb, SIGTERM);
     ev_signal_init(&worker.sigint, signal_cb, SIGINT);
     ev_signal_init(&worker.sigquit, signal_cb, SIGQUIT);

@@ -28,6 +28,7 @@ struct worker {
     struct conn_list lists[LIST_COUNT];
     ev_tstamp timeouts[LIST_COUNT];   /* seconds; 0 = never */
     struct conn *pending;             /* to flush or free before sleeping */
+    struct conn *ready;               /* readable, in the kernel's order */
     size_t nconns;
     /* The text message being handed to on_message: already validated, so
      * sending it back unchanged (an echo) skips a second UTF-8 pass. */
@@ -41,6 +42,7 @@ struct worker {
     ev_timer stop_timer;
     ev_timer accept_retry;
     ev_prepare prepare;
+    ev_check check;
     ev_signal sigterm, sigint, sigquit, sighup;
 };
 
