@@ -137,6 +137,8 @@ void conn_kill(struct conn *c, uint16_t code)
 /* The output is flushed: shut our side and read until the peer closes. */
 static void start_linger(struct conn *c)
 {
+    if (c->state == CONN_DEAD)
+        return;
     c->state = CONN_LINGER;
     if (c->list != LIST_CLOSING)
         list_move(c, LIST_CLOSING, ev_now(worker.loop));
@@ -210,20 +212,17 @@ void conn_send_frame(struct conn *c, enum ws_opcode op, const void *data,
     size_t hlen = ws_encode_header(hdr, op, true, len);
 
     if (len >= DIRECT_WRITE_MIN && buf_size(c->out) == 0) {
+        /* Whatever is not written now is queued, and a write error is
+         * left for the next flush to find: this runs inside plugin
+         * callbacks, where the connection must not die. */
         struct iovec iov[2] = { { hdr, hlen }, { (void *)data, len } };
         ssize_t w = writev(c->io.fd, iov, 2);
         size_t done = w > 0 ? (size_t)w : 0;
-        if (w < 0 && errno != EAGAIN && errno != EINTR) {
-            conn_kill(c, WS_CLOSE_ABNORMAL);
-            return;
-        }
         if (done < hlen)
             queue(c, hdr + done, hlen - done);
         size_t body_done = done > hlen ? done - hlen : 0;
         if (body_done < len)
             queue(c, (const uint8_t *)data + body_done, len - body_done);
-        if (buf_size(c->out))
-            conn_flush(c);  /* starts the write watcher */
         return;
     }
     queue(c, hdr, hlen);
@@ -248,6 +247,8 @@ void conn_start_close(struct conn *c, uint16_t code, const char *reason)
  * is parsed.  The handler hears the code we sent. */
 static void fail(struct conn *c, uint16_t code, const char *reason)
 {
+    if (c->state == CONN_DEAD)
+        return;
     if (c->state == CONN_OPEN) {
         uint8_t payload[WS_MAX_CONTROL];
         size_t n = ws_close_build(payload, code, reason, strlen(reason));
@@ -322,7 +323,8 @@ static struct conn *open_actor(struct conn *c, const struct http_request *req,
         return c;
     }
     c->flags |= CONN_OPENED;
-    list_move(c, LIST_ACTIVE, ev_now(worker.loop));
+    if (c->state == CONN_OPEN)   /* on_open may have started a close */
+        list_move(c, LIST_ACTIVE, ev_now(worker.loop));
     return c;
 }
 
@@ -474,9 +476,12 @@ static struct conn *consume_input(struct conn *c)
 {
     if (c->state == CONN_HANDSHAKE)
         c = handshake(c);
-    if (c->state != CONN_HANDSHAKE && c->in)
-        c->in->off += consume_frames(c, c->in->data + c->in->off,
+    if (c->state != CONN_HANDSHAKE && c->in) {
+        size_t used = consume_frames(c, c->in->data + c->in->off,
                                      buf_size(c->in));
+        if (c->in)   /* gone if the connection died meanwhile */
+            c->in->off += used;
+    }
     if (c->in && buf_size(c->in) == 0) {
         buf_free(c->in);
         c->in = NULL;
@@ -642,6 +647,11 @@ static void expire(struct conn *c, ev_tstamp now)
         mark_pending(c);
         return;
     case LIST_ACTIVE:
+        if (c->state != CONN_OPEN) {
+            /* Only open connections belong here; never loop on one. */
+            conn_kill(c, c->close_code ? c->close_code : WS_CLOSE_ABNORMAL);
+            return;
+        }
         if (cfg->ping_interval &&
             (!cfg->idle_timeout || cfg->ping_interval < cfg->idle_timeout)) {
             conn_send_frame(c, WS_OP_PING, NULL, 0);
@@ -656,6 +666,10 @@ static void expire(struct conn *c, ev_tstamp now)
         __attribute__((fallthrough));
     case LIST_PINGED:
         log_debug("connection %d: idle timeout", c->io.fd);
+        if (c->state != CONN_OPEN) {
+            conn_kill(c, c->close_code ? c->close_code : WS_CLOSE_ABNORMAL);
+            return;
+        }
         conn_start_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
         mark_pending(c);
         return;

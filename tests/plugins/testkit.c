@@ -10,7 +10,12 @@
  *   path        replies with the request path seen in on_open
  *   sendbad     tries to send invalid UTF-8 as text; replies with the error
  *   big N       replies with a binary message of N bytes
- *   anything else is echoed
+ *   anything else is echoed (binary messages too)
+ * "twice" handler: echoes every message twice and returns the second
+ * send's result; its on_close logs "NESTED on_close" if it ever runs
+ * inside on_message (it must not).
+ * "closeopen" handler: on_open starts the close handshake with 4001
+ * "bye" and accepts.
  * "reject" handler: on_open refuses with 401 when the request has no
  * "X-Token: yes" header, and fails (answered 500) with "X-Token: crash".
  */
@@ -92,6 +97,34 @@ static int kit_message(snow_actor *self, enum snow_kind kind,
     return snow_send(self, kind, data, len);
 }
 
+static int in_message;
+
+static int twice_message(snow_actor *self, enum snow_kind kind,
+                         const void *data, size_t len)
+{
+    in_message = 1;
+    int rc = snow_send(self, kind, data, len);
+    if (rc == 0)
+        rc = snow_send(self, kind, data, len);
+    in_message = 0;
+    return rc;
+}
+
+static void twice_close(snow_actor *self, int code, const char *reason,
+                        size_t reason_len)
+{
+    (void)reason;
+    (void)reason_len;
+    if (in_message)
+        snow_log(self, "NESTED on_close (code %d) inside on_message", code);
+}
+
+static int closeopen_open(snow_actor *self, const snow_request *req)
+{
+    (void)req;
+    return snow_close(self, 4001, "bye");
+}
+
 static int reject_open(snow_actor *self, const snow_request *req)
 {
     size_t len;
@@ -110,7 +143,11 @@ static const struct snow_handler handlers[] = {
       .on_open = kit_open, .on_message = kit_message },
     { .name = "reject", .on_open = reject_open, .on_message = kit_message,
       .state_size = sizeof(struct state) },
+    { .name = "twice", .on_message = twice_message, .on_close = twice_close },
+    { .name = "closeopen", .on_open = closeopen_open,
+      .on_message = kit_message, .state_size = sizeof(struct state) },
 };
 
 SNOW_PLUGIN(.name = "testkit", .version = "1.0",
-            .handlers = handlers, .nhandlers = 2);
+            .handlers = handlers,
+            .nhandlers = sizeof handlers / sizeof handlers[0]);
