@@ -98,13 +98,16 @@ static int once(struct loader *ld, unsigned bit, const char *name)
 }
 
 static void set_size(struct loader *ld, const char *name, const char *value,
-                     uint64_t min, uint64_t *out)
+                     uint64_t min, uint64_t max, uint64_t *out)
 {
     uint64_t v;
     if (confval_size(value, &v) != 0 || v < min)
         report(ld, ld->line, "%s: '%s' is not a size of at least %llu bytes "
                "(use a number with an optional K, M or G suffix)",
                name, value, (unsigned long long)min);
+    else if (max && v > max)
+        report(ld, ld->line, "%s: '%s' is over the largest allowed, %llu "
+               "bytes", name, value, (unsigned long long)max);
     else
         *out = v;
 }
@@ -162,16 +165,19 @@ static void limits_key(struct loader *ld, const char *name, const char *value)
         const char *name;
         size_t offset;
         enum { SIZE, DURATION, COUNT } kind;
-        uint64_t min;
+        uint64_t min, max;   /* max 0: no limit */
     } keys[] = {
-        { "max_message", offsetof(struct config, max_message), SIZE, 1 },
-        { "max_header", offsetof(struct config, max_header), SIZE, 256 },
-        { "max_backpressure", offsetof(struct config, max_backpressure), SIZE, 1024 },
-        { "max_connections", offsetof(struct config, max_connections), COUNT, 1 },
-        { "handshake_timeout", offsetof(struct config, handshake_timeout), DURATION, 0 },
-        { "idle_timeout", offsetof(struct config, idle_timeout), DURATION, 0 },
-        { "ping_interval", offsetof(struct config, ping_interval), DURATION, 0 },
-        { "close_timeout", offsetof(struct config, close_timeout), DURATION, 0 },
+        { "max_message", offsetof(struct config, max_message), SIZE, 1, 0 },
+        /* A request head must fit well inside the worker's shared read
+         * buffer, which any bytes left over from it pass through. */
+        { "max_header", offsetof(struct config, max_header), SIZE, 256,
+          64 * 1024 },
+        { "max_backpressure", offsetof(struct config, max_backpressure), SIZE, 1024, 0 },
+        { "max_connections", offsetof(struct config, max_connections), COUNT, 1, 0 },
+        { "handshake_timeout", offsetof(struct config, handshake_timeout), DURATION, 0, 0 },
+        { "idle_timeout", offsetof(struct config, idle_timeout), DURATION, 0, 0 },
+        { "ping_interval", offsetof(struct config, ping_interval), DURATION, 0, 0 },
+        { "close_timeout", offsetof(struct config, close_timeout), DURATION, 0, 0 },
     };
 
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -181,7 +187,7 @@ static void limits_key(struct loader *ld, const char *name, const char *value)
             return;
         uint64_t *out = (uint64_t *)((char *)cfg + keys[i].offset);
         if (keys[i].kind == SIZE)
-            set_size(ld, name, value, keys[i].min, out);
+            set_size(ld, name, value, keys[i].min, keys[i].max, out);
         else if (keys[i].kind == DURATION)
             set_duration(ld, name, value, out);
         else if (confval_uint(value, keys[i].min, 1000000000, out) != 0)

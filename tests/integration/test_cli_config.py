@@ -592,3 +592,21 @@ def test_every_error_is_reported_in_one_run(tmp_path):
         """)
     assert_error_at(conf, r, 4, "log_level")
     assert f"{conf}:5: [route /echo] has no 'handler'" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("value,ok", [("64K", True), ("65537", False),
+                                      ("1M", False)])
+def test_max_header_upper_bound(tmp_path, value, ok):
+    conf, r = check_config(tmp_path, f"""
+        [server]
+        listen = 127.0.0.1:1
+        plugin_dir = @PLUGINS@
+        [limits]
+        max_header = {value}
+        [route /echo]
+        handler = echo
+        """)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    else:
+        assert_error_at(conf, r, 5, f"max_header: '{value}' is over the largest")
