@@ -1,15 +1,18 @@
 /*
- * snowd.h - the plugin API of snowd, version 1.
+ * snowd.h - the plugin API of snowd, version 2.
  *
  * A plugin is a shared object that exports exactly one symbol, the
  * descriptor made by SNOW_PLUGIN().  snowd dlopen()s every *.so in its
- * plugin_dir, checks the descriptor's ABI version and size, and then maps
- * the handlers it names to URL paths from [route ...] sections.
+ * plugin_dir (in every worker process), checks the descriptor's ABI
+ * version and size, maps the handlers it names to URL paths from
+ * [route ...] sections, and starts the service actors it declares.
  *
- * Every connection is an actor: its callbacks never run concurrently with
- * each other, so handler code needs no locks.  Pointers passed to a
- * callback (message data, request fields, close reasons) are borrowed and
- * valid only for the duration of that call.
+ * Every connection is an actor, and so is every service: an actor's
+ * callbacks never run concurrently with each other, so plugin code needs
+ * no locks.  Actors talk by telling each other copied bytes with a tag
+ * (snow_tell), wherever they run.  Pointers passed to a callback (message
+ * data, request fields, close reasons) are borrowed and valid only for
+ * the duration of that call.
  *
  * Calls that can fail return 0 on success or a negative SNOW_E* code;
  * snow_strerror() names it.
@@ -26,12 +29,23 @@ extern "C" {
 
 /* Bumped whenever a struct below changes shape.  A plugin built against a
  * different version is refused at load time with a log line. */
-#define SNOW_ABI_VERSION 1
+#define SNOW_ABI_VERSION 2
 
 #define SNOW_API __attribute__((visibility("default")))
 
-/* The actor a callback runs for (for now, always a connection). */
+/* The actor a callback runs for: a connection or a service. */
 typedef struct snow_actor snow_actor;
+
+/* An actor's identity, unique in the daemon for its whole life: a pid is
+ * never reused, even after its worker restarts.  0 is never a pid.  The
+ * layout (node 8 bits, worker 8, worker generation 16, serial 32) is
+ * readable with the helpers below, for logs and placement decisions. */
+typedef uint64_t snow_pid;
+
+static inline unsigned snow_pid_worker(snow_pid pid)
+{
+    return (unsigned)(pid >> 48) & 0xff;
+}
 
 /* The HTTP upgrade request, readable during on_open only. */
 typedef struct snow_request snow_request;
@@ -47,8 +61,35 @@ enum snow_error {
     SNOW_ECLOSED,     /* the connection is closing or closed */
     SNOW_ETOOBIG,     /* message or reason over a protocol limit */
     SNOW_ENOMEM,      /* out of memory */
-    SNOW_EUTF8        /* text that is not valid UTF-8 */
+    SNOW_EUTF8,       /* text that is not valid UTF-8 */
+    SNOW_ENOENT,      /* no such actor, name or timer */
+    SNOW_EEXIST,      /* the name is taken, or this actor has one */
+    SNOW_EFULL,       /* the receiver's mailbox (or the channel to its
+                         worker) is full: the message was not queued */
+    SNOW_ENOTCONN     /* the call needs a connection actor */
 };
+
+/* What an actor finds in its mailbox, handed to on_info. */
+enum snow_msg_type {
+    SNOW_MSG_TELL = 1,   /* from snow_tell/snow_tell_name; from = sender */
+    SNOW_MSG_TIMER,      /* a timer fired; from = self, tag = its tag */
+    SNOW_MSG_DOWN        /* a monitored actor ended; from = that actor,
+                            data = the reason ("normal", "crashed: ...",
+                            "noproc", "worker exited", ...) */
+};
+
+struct snow_msg {
+    enum snow_msg_type type;
+    uint32_t tag;
+    snow_pid from;
+    const void *data;    /* borrowed for the call */
+    size_t len;
+};
+
+/* Largest payload of one actor message. */
+#define SNOW_MSG_MAX (64 * 1024)
+/* Longest registered name, in bytes. */
+#define SNOW_NAME_MAX 64
 
 struct snow_handler {
     /* Name used by `handler =` in a [route] section; unique in the daemon. */
@@ -75,8 +116,50 @@ struct snow_handler {
     void (*on_close)(snow_actor *self, int code,
                      const char *reason, size_t reason_len);
 
+    /* Called with each actor message (tell, timer, DOWN) sent to this
+     * connection.  Return 0, or a negative value to crash the connection
+     * like on_message.  May be NULL: messages are then dropped. */
+    int (*on_info)(snow_actor *self, const struct snow_msg *msg);
+
     /* Reserved for later callbacks; keep NULL. */
-    void *reserved[6];
+    void *reserved[5];
+};
+
+/* When a crashed or stopped service actor is started again. */
+enum snow_restart {
+    SNOW_PERMANENT = 0,  /* always */
+    SNOW_TRANSIENT,      /* only after a crash, not after snow_stop() */
+    SNOW_TEMPORARY       /* never */
+};
+
+/* A long-lived actor with a daemon-wide name.  Exactly one instance runs
+ * in the whole daemon, on a worker the master chooses, registered under
+ * `name` so that every actor can reach it with snow_tell_name(). */
+struct snow_service {
+    const char *name;          /* unique in the daemon, <= SNOW_NAME_MAX */
+    enum snow_restart restart;
+    size_t state_size;         /* zeroed state, fresh at every start */
+
+    /* Restart intensity: more than max_restarts crashes within
+     * restart_window_ms escalate to the worker, which exits and is
+     * restarted by the master.  0 = defaults (3 within 5000 ms). */
+    unsigned max_restarts;
+    unsigned restart_window_ms;
+
+    /* Called at every start, after the name is registered.  Return 0, or
+     * a negative value to crash.  May be NULL. */
+    int (*init)(snow_actor *self);
+
+    /* Called with each message.  Return 0, or a negative value to crash.
+     * May be NULL. */
+    int (*on_info)(snow_actor *self, const struct snow_msg *msg);
+
+    /* Called once when the actor ends for any reason but a dead worker,
+     * with the reason.  Messages sent here are still delivered.
+     * May be NULL. */
+    void (*terminate)(snow_actor *self, const char *reason);
+
+    void *reserved[4];
 };
 
 struct snow_plugin {
@@ -86,7 +169,9 @@ struct snow_plugin {
     const char *version;
     const struct snow_handler *handlers;
     size_t nhandlers;
-    void *reserved[6];
+    const struct snow_service *services;
+    size_t nservices;
+    void *reserved[4];
 };
 
 /* Defines the plugin's one exported descriptor, e.g.
@@ -104,7 +189,8 @@ SNOW_API void *snow_state(snow_actor *self);
 
 /* Queues one message to the client.  Text must be valid UTF-8.  The bytes
  * are copied or written before the call returns.  Fails with
- * -SNOW_ECLOSED once the connection is closing. */
+ * -SNOW_ECLOSED once the connection is closing, -SNOW_ENOTCONN from a
+ * service. */
 SNOW_API int snow_send(snow_actor *self, enum snow_kind kind,
                        const void *data, size_t len);
 
@@ -129,6 +215,63 @@ SNOW_API void snow_log(snow_actor *self, const char *fmt, ...)
 
 /* A static description of an error code (positive or negative). */
 SNOW_API const char *snow_strerror(int err);
+
+/* ---- actors ---------------------------------------------------------- */
+
+/* This actor's pid. */
+SNOW_API snow_pid snow_self(snow_actor *self);
+
+/* Copies len bytes (at most SNOW_MSG_MAX) into a message with `tag` for
+ * actor `to`, in this worker or another.  Messages from one sender to one
+ * receiver arrive in the order sent.  Returns 0 once queued;
+ * -SNOW_EFULL when the receiver's mailbox holds mailbox_limit messages
+ * (or the channel to its worker is full); -SNOW_ENOENT when `to` is in
+ * this worker and has ended.  A message to an ended actor elsewhere is
+ * dropped silently, as in Erlang: monitor it to learn that it ended. */
+SNOW_API int snow_tell(snow_actor *self, snow_pid to, uint32_t tag,
+                       const void *data, size_t len);
+
+/* Gives this actor a daemon-wide name (1..SNOW_NAME_MAX bytes of
+ * printable ASCII).  The name is freed when the actor ends.  Returns 0,
+ * -SNOW_EEXIST when another actor has it or this one already has a name,
+ * -SNOW_EINVAL for a bad name.  Waits for the master's answer. */
+SNOW_API int snow_register(snow_actor *self, const char *name);
+
+/* The pid registered under `name`, or 0.  Answered from this worker's
+ * copy of the registry, which follows the master's within microseconds. */
+SNOW_API snow_pid snow_whereis(const char *name);
+
+/* snow_tell to the actor registered under `name`; -SNOW_ENOENT when no
+ * actor has it. */
+SNOW_API int snow_tell_name(snow_actor *self, const char *name, uint32_t tag,
+                            const void *data, size_t len);
+
+/* Sends this actor a SNOW_MSG_TIMER message with `tag` after `after_ms`
+ * milliseconds, then every `repeat_ms` if that is not 0.  Returns a
+ * positive timer id for snow_timer_cancel, or a negative SNOW_E* code.
+ * A timer ends with its actor.  A repeating tick that finds the mailbox
+ * full is skipped. */
+SNOW_API int64_t snow_timer(snow_actor *self, uint64_t after_ms,
+                            uint64_t repeat_ms, uint32_t tag);
+
+/* Cancels a timer of this actor; -SNOW_ENOENT if it already fired (for a
+ * one-shot timer) or was cancelled. */
+SNOW_API int snow_timer_cancel(snow_actor *self, int64_t id);
+
+/* Asks for a SNOW_MSG_DOWN message when actor `pid` ends, with the
+ * reason.  When it has already ended, the DOWN comes at once with reason
+ * "noproc".  Each call gives one DOWN. */
+SNOW_API int snow_monitor(snow_actor *self, snow_pid pid);
+
+/* Crashes this actor once the current callback returns, with `reason`
+ * (logged, and given to monitors as "crashed: REASON").  A connection
+ * closes with 1011; a service is restarted by its policy. */
+SNOW_API int snow_fail(snow_actor *self, const char *reason);
+
+/* Ends this actor normally once the current callback returns: a service
+ * is not restarted unless it is permanent; a connection closes with 1000.
+ * Monitors get DOWN with reason "normal". */
+SNOW_API int snow_stop(snow_actor *self);
 
 #ifdef __cplusplus
 }
