@@ -167,6 +167,17 @@ void actor_down_from_remote(snow_pid watcher, snow_pid target,
  * lived there gets DOWN "worker exited". */
 void actor_worker_down(unsigned slot, unsigned generation);
 
+/* Plugins see an actor as the opaque snow_actor. */
+static inline snow_actor *actor_handle(struct actor *a)
+{
+    return (snow_actor *)a;
+}
+
+static inline struct actor *actor_of(snow_actor *self)
+{
+    return (struct actor *)self;
+}
+
 /* The registered name kept with an actor (a copy), or NULL. */
 int actor_set_name(struct actor *a, const char *name);
 const char *actor_name(const struct actor *a);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "confval.h"
 
@@ -57,6 +58,21 @@ static void defaults(struct config *cfg)
     cfg->idle_timeout = 120000;
     cfg->ping_interval = 30000;
     cfg->close_timeout = 5000;
+    cfg->mailbox_limit = 10000;
+    cfg->workers = 0;
+    cfg->hang_timeout = 10000;
+    cfg->max_restarts = 5;
+    cfg->restart_window = 60000;
+    cfg->accept_mode = ACCEPT_REUSEPORT;
+}
+
+unsigned config_workers(const struct config *cfg)
+{
+    if (cfg->workers)
+        return (unsigned)cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS
+                                               : (unsigned)n;
 }
 
 /* Splits a list of words separated by commas or blanks into a new array. */
@@ -153,6 +169,35 @@ static void server_key(struct loader *ld, const char *name, const char *value)
             confval_uint(value, 1, INT_MAX, &cfg->backlog) != 0)
             report(ld, ld->line, "backlog: '%s' is not a number from 1 to %d",
                    value, INT_MAX);
+    } else if (strcmp(name, "workers") == 0) {
+        if (once(ld, 1u << 3, name) == 0 && strcmp(value, "auto") != 0 &&
+            confval_uint(value, 1, CONFIG_MAX_WORKERS, &cfg->workers) != 0)
+            report(ld, ld->line, "workers: '%s' is not 'auto' or a number "
+                   "from 1 to %d", value, CONFIG_MAX_WORKERS);
+    } else if (strcmp(name, "hang_timeout") == 0) {
+        if (once(ld, 1u << 4, name) == 0)
+            set_duration(ld, name, value, &cfg->hang_timeout);
+    } else if (strcmp(name, "max_restarts") == 0) {
+        if (once(ld, 1u << 5, name) == 0 &&
+            confval_uint(value, 0, 1000000, &cfg->max_restarts) != 0)
+            report(ld, ld->line, "max_restarts: '%s' is not a number from 0 "
+                   "to 1000000", value);
+    } else if (strcmp(name, "restart_window") == 0) {
+        if (once(ld, 1u << 6, name) == 0) {
+            set_duration(ld, name, value, &cfg->restart_window);
+            if (cfg->restart_window == 0)
+                report(ld, ld->line, "restart_window: must be longer than 0");
+        }
+    } else if (strcmp(name, "accept") == 0) {
+        if (once(ld, 1u << 7, name) != 0)
+            return;
+        if (strcmp(value, "reuseport") == 0)
+            cfg->accept_mode = ACCEPT_REUSEPORT;
+        else if (strcmp(value, "shared") == 0)
+            cfg->accept_mode = ACCEPT_SHARED;
+        else
+            report(ld, ld->line, "accept: '%s' is not 'reuseport' or "
+                   "'shared'", value);
     } else {
         report(ld, ld->line, "unknown key '%s' in [server]", name);
     }
@@ -178,6 +223,7 @@ static void limits_key(struct loader *ld, const char *name, const char *value)
         { "idle_timeout", offsetof(struct config, idle_timeout), DURATION, 0, 0 },
         { "ping_interval", offsetof(struct config, ping_interval), DURATION, 0, 0 },
         { "close_timeout", offsetof(struct config, close_timeout), DURATION, 0, 0 },
+        { "mailbox_limit", offsetof(struct config, mailbox_limit), COUNT, 1, 0 },
     };
 
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {

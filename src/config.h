@@ -28,6 +28,13 @@ struct config {
     enum log_level log_level;
     uint64_t backlog;
 
+    /* process model; durations in milliseconds */
+    uint64_t workers;               /* 0 = auto: one per CPU */
+    uint64_t hang_timeout;          /* 0 = never kill a silent worker */
+    uint64_t max_restarts;          /* worker deaths allowed ... */
+    uint64_t restart_window;        /* ... within this window */
+    enum accept_mode { ACCEPT_REUSEPORT, ACCEPT_SHARED } accept_mode;
+
     struct listen_spec *listens;
     size_t nlistens;
 
@@ -40,6 +47,7 @@ struct config {
     uint64_t idle_timeout;
     uint64_t ping_interval;
     uint64_t close_timeout;
+    uint64_t mailbox_limit;         /* tells waiting per actor */
 
     struct route *routes;
     size_t nroutes;
@@ -49,5 +57,10 @@ struct config {
 struct config *config_load(const char *file);
 
 void config_free(struct config *cfg);
+
+/* The number of worker processes cfg asks for, with auto resolved. */
+unsigned config_workers(const struct config *cfg);
+
+#define CONFIG_MAX_WORKERS 64
 
 #endif

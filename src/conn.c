@@ -15,6 +15,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -103,15 +104,27 @@ struct conn *conn_new(int fd)
     return c;
 }
 
+/* The actor ends with its connection's last callback; a crash ended it
+ * earlier, with its own reason. */
+static void end_actor(struct conn *c, const char *reason)
+{
+    if (c->actor.pid && !(c->actor.flags & ACTOR_EXITED))
+        actor_exit(&c->actor, reason);
+}
+
 static void notify_close(struct conn *c, uint16_t code, const uint8_t *reason,
                          size_t reason_len)
 {
     if ((c->flags & (CONN_OPENED | CONN_NOTIFIED)) != CONN_OPENED)
         return;
     c->flags |= CONN_NOTIFIED;
-    if (c->route->handler->on_close)
-        c->route->handler->on_close((snow_actor *)c, code,
-                                    (const char *)reason, reason_len);
+    if (c->route->handler->on_close) {
+        worker_enter(&c->actor, c->route->label);
+        c->route->handler->on_close(actor_handle(&c->actor), code, (const char *)reason,
+                                    reason_len);
+        worker_leave();
+    }
+    end_actor(c, "normal");
 }
 
 void conn_kill(struct conn *c, uint16_t code)
@@ -122,6 +135,7 @@ void conn_kill(struct conn *c, uint16_t code)
         c->close_code = code;
     c->state = CONN_DEAD;   /* before on_close: sends are refused there */
     notify_close(c, code, NULL, 0);
+    end_actor(c, "normal");
     ev_io_stop(worker.loop, &c->io);
     close(c->io.fd);
     list_unlink(c);
@@ -304,25 +318,46 @@ static struct conn *open_actor(struct conn *c, const struct http_request *req,
     char resp[512];
     size_t n = handshake_write_101(resp, sizeof resp, hs);
 
-    c = grow_for_state(c, h->state_size);
+    c = grow_for_state(c, h->state_size);   /* the actor starts after */
     for (size_t i = 0; hs->protocol && i < c->route->nprotocols; i++)
         if (c->route->protocols[i] == hs->protocol)
             c->protocol = (uint8_t)(i + 1);
     ws_decoder_init(&c->u.dec, worker.cfg->max_message, true);
+    if (actor_start(&c->actor, ACTOR_CONN) != 0) {
+        reject(c, 500);
+        return c;
+    }
     c->state = CONN_OPEN;
     queue(c, resp, n);   /* sends made by on_open follow the 101 */
-    int rc = h->on_open ? h->on_open((snow_actor *)c,
-                                     (const snow_request *)req) : 0;
+    int rc = 0;
+    if (h->on_open) {
+        worker_enter(&c->actor, c->route->label);
+        rc = h->on_open(actor_handle(&c->actor),
+                        (const snow_request *)req);
+        worker_leave();
+    }
+    if (worker.outcome == OUTCOME_FAIL || rc < 0 || (rc > 0 && rc < 400) ||
+        rc > 599) {
+        char why[160];
+        if (worker.outcome == OUTCOME_FAIL)
+            snprintf(why, sizeof why, "%s", worker.fail_reason);
+        else
+            snprintf(why, sizeof why, "on_open returned %d", rc);
+        log_error("route %s: handler '%s' crashed: %s; answering 500",
+                  c->route->path, h->name, why);
+        char reason[192];
+        snprintf(reason, sizeof reason, "crashed: %s", why);
+        end_actor(c, reason);
+        rc = 500;
+    }
     if (rc != 0) {
-        if (rc < 400 || rc > 599) {
-            log_error("route %s: handler '%s' on_open failed (%d); "
-                      "answering 500", c->route->path, h->name, rc);
-            rc = 500;
-        }
+        end_actor(c, "normal");
         reject(c, rc);
         return c;
     }
     c->flags |= CONN_OPENED;
+    if (worker.outcome == OUTCOME_STOP && c->state == CONN_OPEN)
+        conn_start_close(c, WS_CLOSE_NORMAL, "");
     if (c->state == CONN_OPEN)   /* on_open may have started a close */
         list_move(c, LIST_ACTIVE, ev_now(worker.loop));
     return c;
@@ -363,6 +398,33 @@ static struct conn *handshake(struct conn *c)
 
 /* ---- frames ----------------------------------------------------------- */
 
+/* A callback crashed its actor: the connection alone pays, with 1011. */
+static void crash(struct conn *c, const char *why)
+{
+    char reason[192];
+
+    log_error("route %s: handler '%s' crashed: %s; closing with 1011",
+              c->route->path, c->route->handler->name, why);
+    snprintf(reason, sizeof reason, "crashed: %s", why);
+    end_actor(c, reason);
+    fail(c, WS_CLOSE_INTERNAL_ERROR, "handler error");
+}
+
+/* Acts on what a callback returned and asked for (snow_fail, snow_stop). */
+static void after_callback(struct conn *c, int rc, const char *what)
+{
+    char why[64];
+
+    if (worker.outcome == OUTCOME_FAIL) {
+        crash(c, worker.fail_reason);
+    } else if (rc < 0) {
+        snprintf(why, sizeof why, "%s returned %d", what, rc);
+        crash(c, why);
+    } else if (worker.outcome == OUTCOME_STOP && c->state == CONN_OPEN) {
+        conn_start_close(c, WS_CLOSE_NORMAL, "");
+    }
+}
+
 static void deliver(struct conn *c, uint8_t opcode, const uint8_t *data,
                     size_t len)
 {
@@ -375,13 +437,26 @@ static void deliver(struct conn *c, uint8_t opcode, const uint8_t *data,
         worker.validated_text = data;
         worker.validated_len = len;
     }
-    int rc = h->on_message((snow_actor *)c, kind, data, len);
+    worker_enter(&c->actor, c->route->label);
+    int rc = h->on_message(actor_handle(&c->actor), kind, data,
+                           len);
+    worker_leave();
     worker.validated_text = NULL;
-    if (rc < 0) {
-        log_error("route %s: handler '%s' on_message failed (%d); closing "
-                  "the connection with 1011", c->route->path, h->name, rc);
-        fail(c, WS_CLOSE_INTERNAL_ERROR, "handler error");
-    }
+    after_callback(c, rc, "on_message");
+}
+
+void conn_deliver_info(struct actor *a, const struct snow_msg *msg)
+{
+    struct conn *c = conn_of_actor(a);
+    const struct snow_handler *h = c->route->handler;
+
+    if (c->state != CONN_OPEN || !h->on_info)
+        return;
+    worker_enter(a, c->route->label);
+    int rc = h->on_info(actor_handle(a), msg);
+    worker_leave();
+    after_callback(c, rc, "on_info");
+    /* Sends from here are written at the safe point that follows. */
 }
 
 static void on_close_frame(struct conn *c, const uint8_t *p, size_t len)

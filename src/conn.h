@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "actor.h"
 #include "http.h"
 #include "route.h"
 #include "ws.h"
@@ -59,6 +60,7 @@ enum conn_flag {
 
 struct conn {
     ev_io io;
+    struct actor actor;            /* pid 0 until the upgrade is valid */
     struct conn *prev, *next;      /* timeout list */
     struct conn *pending_next;     /* worker's pending list */
     struct conn *ready_next;       /* worker's ready stack */
@@ -79,6 +81,16 @@ struct conn {
     /* The handler's state_size bytes follow, suitably aligned. */
     _Alignas(16) unsigned char user[];
 };
+
+/* The connection of a connection actor. */
+static inline struct conn *conn_of_actor(struct actor *a)
+{
+    return (struct conn *)((char *)a - offsetof(struct conn, actor));
+}
+
+/* The actor runtime's delivery for connection actors: on_info, while the
+ * connection is open. */
+void conn_deliver_info(struct actor *a, const struct snow_msg *msg);
 
 /* Takes ownership of an accepted, non-blocking socket. */
 struct conn *conn_new(int fd);

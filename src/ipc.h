@@ -69,17 +69,20 @@ struct ipc_out {
     size_t len;           /* bytes queued */
     size_t off;           /* bytes of data already written */
     size_t cap;
-    size_t limit;         /* ipc_out_reserve fails past this many bytes */
+    size_t limit;         /* ipc_send fails past this many queued bytes;
+                             0 = no limit */
 };
 
 /* Appends one frame made of a header and up to two body parts (either
  * may be NULL with length 0).  Returns 0, or -SNOW_EFULL when the queued
- * bytes would pass out->limit (nothing is appended). */
+ * bytes would pass out->limit, or -SNOW_ETOOBIG when the body would pass
+ * IPC_FRAME_MAX (nothing is appended). */
 int ipc_send(struct ipc_out *out, enum ipc_type type, const void *a,
              size_t alen, const void *b, size_t blen);
 
 /* Appends a frame already encoded (header included), as the master does
- * when forwarding.  Same result as ipc_send. */
+ * when forwarding.  Same result as ipc_send, and -SNOW_EINVAL when len is
+ * shorter than a header. */
 int ipc_forward(struct ipc_out *out, const void *frame, size_t len);
 
 /* Writes what is queued to fd.  Returns 0 when everything went out, 1
@@ -109,7 +112,9 @@ enum ipc_rc {
 };
 
 /* Reads what fd has (one read).  Returns bytes read, 0 at EOF, or
- * -errno (-EAGAIN when there is nothing). */
+ * -errno (-EAGAIN when there is nothing).  The caller cuts every complete
+ * frame with ipc_next before filling again; one that does not can meet
+ * -ENOBUFS. */
 ssize_t ipc_in_fill(struct ipc_in *in, int fd);
 
 /* Cuts the next frame from what is held.  The body points into the

@@ -1,6 +1,15 @@
 /*
  * listener.c - binding and accepting.
  *
+ * Two ways to spread connections over the workers (`accept =`):
+ * - reuseport: each worker has its own socket per address, bound with
+ *   SO_REUSEPORT, and the kernel hashes each new connection to one of
+ *   them;
+ * - shared: every worker watches the same socket through a private epoll
+ *   instance registered with EPOLLEXCLUSIVE, so that a new connection
+ *   wakes one worker rather than all of them.  libev cannot pass that
+ *   flag, so the loop watches the private epoll descriptor instead.
+ *
  * Accepting stops while the worker is at max_connections (the kernel's
  * backlog holds new clients meanwhile, as nginx does) and, briefly, when
  * the process runs out of file descriptors.
@@ -12,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,7 +32,8 @@
 
 #define ACCEPTS_PER_EVENT 64
 
-static int bind_one(const struct config *cfg, const struct listen_spec *l)
+static int bind_one(const struct config *cfg, const struct listen_spec *l,
+                    bool reuseport)
 {
     int one = 1;
     int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
@@ -31,6 +42,9 @@ static int bind_one(const struct config *cfg, const struct listen_spec *l)
     if (fd < 0)
         goto fail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        goto fail;
     /* [::]:port means IPv6 only, so that 0.0.0.0:port can sit beside it. */
     if (l->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
@@ -47,18 +61,49 @@ fail:
     return -1;
 }
 
-int listener_bind_all(const struct config *cfg, int *fds)
+int listener_bind_all(const struct config *cfg, int *fds, size_t copies)
 {
-    for (size_t i = 0; i < cfg->nlistens; i++) {
-        fds[i] = bind_one(cfg, &cfg->listens[i]);
-        if (fds[i] < 0) {
-            while (i--)
-                close(fds[i]);
-            return -1;
+    size_t n = 0;
+
+    for (size_t c = 0; c < copies; c++)
+        for (size_t i = 0; i < cfg->nlistens; i++, n++) {
+            fds[n] = bind_one(cfg, &cfg->listens[i], copies > 1);
+            if (fds[n] < 0) {
+                while (n--)
+                    close(fds[n]);
+                return -1;
+            }
+            if (c == 0)
+                log_info("listening on %s", cfg->listens[i].text);
         }
-        log_info("listening on %s", cfg->listens[i].text);
-    }
     return 0;
+}
+
+void listener_init(struct listener *l, int fd, bool shared)
+{
+    l->fd = fd;
+    l->epfd = -1;
+    if (shared) {
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+        l->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (l->epfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            log_error("accept = shared: epoll: %s; every worker will be "
+                      "woken for each connection", strerror(errno));
+            if (l->epfd >= 0)
+                close(l->epfd);
+            l->epfd = -1;
+        }
+    }
+    ev_io_init(&l->io, listener_accept_cb, l->epfd >= 0 ? l->epfd : fd,
+               EV_READ);
+}
+
+void listener_close(struct listener *l)
+{
+    ev_io_stop(worker.loop, &l->io);
+    if (l->epfd >= 0)
+        close(l->epfd);
+    close(l->fd);
 }
 
 void listener_start(void)
@@ -97,6 +142,12 @@ void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
+    if (l->epfd >= 0) {
+        /* The private epoll instance reports its listener as ready until
+         * it is asked again: ask, so that it goes quiet once drained. */
+        struct epoll_event ev;
+        epoll_wait(l->epfd, &ev, 1, 0);
+    }
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         if (worker.nconns >= worker.cfg->max_connections) {
             static ev_tstamp last_log;

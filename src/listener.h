@@ -6,6 +6,7 @@
 #define SNOWD_LISTENER_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config;
@@ -13,11 +14,20 @@ struct config;
 struct listener {
     ev_io io;
     int fd;
+    int epfd;        /* private EPOLLEXCLUSIVE instance, or -1 */
 };
 
-/* Binds and listens on every `listen` of cfg; fills fds (nlistens
- * entries).  Returns 0, or -1 after logging which address failed. */
-int listener_bind_all(const struct config *cfg, int *fds);
+/* Binds and listens on every `listen` of cfg, `copies` times (more than
+ * one copy: with SO_REUSEPORT); fills fds with copies * nlistens entries,
+ * copy by copy.  Returns 0, or -1 after logging which address failed. */
+int listener_bind_all(const struct config *cfg, int *fds, size_t copies);
+
+/* Prepares a worker's listener on fd; shared: fd is watched by every
+ * worker, through EPOLLEXCLUSIVE. */
+void listener_init(struct listener *l, int fd, bool shared);
+
+/* Stops watching and closes the worker's descriptors. */
+void listener_close(struct listener *l);
 
 /* Starts or stops accepting on every listener of the worker. */
 void listener_start(void);

@@ -14,8 +14,8 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "master.h"
 #include "plugin.h"
-#include "worker.h"
 
 #ifndef SNOWD_CONF
 #define SNOWD_CONF "/etc/snowd/snowd.ini"
@@ -32,9 +32,26 @@ static void usage(FILE *out)
             "  -V       print the version and exit\n"
             "  -h       print this help and exit\n"
             "\n"
-            "snowd runs in the foreground and logs to stderr.\n"
+            "snowd runs in the foreground and logs to stderr: a master\n"
+            "process and `workers` worker processes.\n"
             "Signals: TERM/INT stop gracefully, QUIT stops at once.\n"
             "See snowd(8) and snowd.ini(5).\n");
+}
+
+/* -t: the configuration, and the plugins it names, load cleanly. */
+static int test_config(const char *file, struct config *cfg)
+{
+    struct plugin_set plugins = { 0 };
+    int bad = plugin_load_dir(&plugins, cfg->plugin_dir) != 0;
+
+    bad |= plugins.failures != 0;
+    bad |= plugin_resolve_routes(&plugins, cfg->routes, cfg->nroutes,
+                                 cfg->file) != 0;
+    fprintf(stderr, "snowd: configuration file %s test %s\n", file,
+            bad ? "failed" : "is successful");
+    plugin_set_free(&plugins);
+    config_free(cfg);
+    return bad;
 }
 
 int main(int argc, char **argv)
@@ -65,29 +82,26 @@ int main(int argc, char **argv)
     }
     log_threshold = cfg->log_level;
 
-    struct plugin_set plugins = { 0 };
-    int bad = plugin_load_dir(&plugins, cfg->plugin_dir) != 0;
-    bad |= plugins.failures != 0;
-    bad |= plugin_resolve_routes(&plugins, cfg->routes, cfg->nroutes,
-                                 cfg->file) != 0;
-    if (test_only) {
-        fprintf(stderr, "snowd: configuration file %s test %s\n", file,
-                bad ? "failed" : "is successful");
-        plugin_set_free(&plugins);
-        config_free(cfg);
-        return bad;
-    }
+    if (test_only)
+        return test_config(file, cfg);
 
+    /* The master never loads plugins: each worker does, after the fork,
+     * so that plugin code never runs in the process that supervises. */
     int status = 1;
-    int *fds = calloc(cfg->nlistens, sizeof *fds);
-    if (listener_bind_all(cfg, fds) == 0) {
+    size_t copies = cfg->accept_mode == ACCEPT_REUSEPORT
+                    ? config_workers(cfg) : 1;
+    int *fds = calloc(cfg->nlistens * copies, sizeof *fds);
+    if (listener_bind_all(cfg, fds, copies) == 0) {
         log_info("snowd %s started (pid %d)", PACKAGE_VERSION, (int)getpid());
-        status = worker_run(cfg, fds, cfg->nlistens);
-        for (size_t i = 0; i < cfg->nlistens; i++)
+        struct master_listeners ls = {
+            .fds = fds, .nfds = cfg->nlistens * copies,
+            .nlisten = cfg->nlistens,
+            .per_slot = cfg->accept_mode == ACCEPT_REUSEPORT };
+        status = master_run(cfg, &ls);
+        for (size_t i = 0; i < cfg->nlistens * copies; i++)
             close(fds[i]);
     }
     free(fds);
-    plugin_set_free(&plugins);
     config_free(cfg);
     return status;
 }

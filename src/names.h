@@ -30,8 +30,9 @@ struct names {
 /* True for 1..SNOW_NAME_MAX bytes of printable ASCII (0x21..0x7e). */
 bool names_valid(const char *name, size_t len);
 
-/* Adds name -> pid.  Returns 0, -SNOW_EEXIST when the name is taken (by
- * any pid, the same one included), -SNOW_EINVAL for an invalid name. */
+/* Adds name -> pid (the name is copied).  Returns 0, -SNOW_EEXIST when
+ * the name is taken (by any pid, the same one included), -SNOW_EINVAL for
+ * an invalid name or a pid of 0. */
 int names_put(struct names *m, const char *name, size_t len, snow_pid pid);
 
 /* The pid of name, or 0. */
@@ -41,8 +42,9 @@ snow_pid names_get(const struct names *m, const char *name, size_t len);
 bool names_del(struct names *m, const char *name, size_t len, snow_pid pid);
 
 /* Removes every name whose pid matches (pid & mask) == value, calling
- * fn(arg, name, len, pid) for each before it goes (may be NULL).  Returns
- * how many were removed. */
+ * fn(arg, name, len, pid) for each before it goes (may be NULL; the name
+ * is NUL-terminated and freed after fn returns).  fn must not change the
+ * map.  Returns how many were removed. */
 size_t names_del_matching(struct names *m, snow_pid mask, snow_pid value,
                           void (*fn)(void *arg, const char *name, size_t len,
                                      snow_pid pid),

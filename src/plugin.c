@@ -16,17 +16,72 @@
 #include <string.h>
 
 #include "log.h"
+#include "names.h"
 #include "snowd/snowd.h"
 
 #define MAX_HANDLERS 1024
+#define MAX_SERVICES 256
+
+/* Version 2 grew the descriptors into their reserved slots, which a
+ * version 1 plugin left NULL: its descriptor reads as one without
+ * services or on_info. */
+#define OLDEST_ABI 1
+
+static const struct snow_service *find_service(const struct plugin_set *set,
+                                               const char *name)
+{
+    for (size_t p = 0; p < set->nplugins; p++) {
+        const struct snow_plugin *d = set->plugins[p].desc;
+        for (size_t i = 0; i < d->nservices; i++)
+            if (strcmp(d->services[i].name, name) == 0)
+                return &d->services[i];
+    }
+    return NULL;
+}
+
+static int check_services(const struct plugin_set *set, const char *file,
+                          const struct snow_plugin *d)
+{
+    if (d->nservices > MAX_SERVICES || (d->nservices && !d->services)) {
+        log_error("plugin %s: bad service table", file);
+        return -1;
+    }
+    for (size_t i = 0; i < d->nservices; i++) {
+        const struct snow_service *s = &d->services[i];
+        if (!s->name || !names_valid(s->name, strnlen(s->name, 256))) {
+            log_error("plugin %s: service %zu needs a name of 1 to %d "
+                      "printable characters", file, i, SNOW_NAME_MAX);
+            return -1;
+        }
+        if (s->restart != SNOW_PERMANENT && s->restart != SNOW_TRANSIENT &&
+            s->restart != SNOW_TEMPORARY) {
+            log_error("plugin %s: service '%s' has an unknown restart "
+                      "policy %d", file, s->name, (int)s->restart);
+            return -1;
+        }
+        if (find_service(set, s->name)) {
+            log_error("plugin %s: service '%s' is already defined by another "
+                      "plugin", file, s->name);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(d->services[j].name, s->name) == 0) {
+                log_error("plugin %s: service '%s' is defined twice", file,
+                          s->name);
+                return -1;
+            }
+    }
+    return 0;
+}
 
 static int check_descriptor(const struct plugin_set *set, const char *file,
                             const struct snow_plugin *d)
 {
-    if (d->abi_version != SNOW_ABI_VERSION) {
-        log_error("plugin %s: built for plugin ABI %u, this snowd has ABI %u; "
-                  "rebuild it against this snowd's snowd.h", file,
-                  d->abi_version, SNOW_ABI_VERSION);
+    if (d->abi_version < OLDEST_ABI || d->abi_version > SNOW_ABI_VERSION) {
+        log_error("plugin %s: built for plugin ABI %u, this snowd has ABI %u "
+                  "(and reads %u and later); rebuild it against this snowd's "
+                  "snowd.h", file, d->abi_version, SNOW_ABI_VERSION,
+                  OLDEST_ABI);
         return -1;
     }
     if (d->size != sizeof *d) {
@@ -60,7 +115,7 @@ static int check_descriptor(const struct plugin_set *set, const char *file,
                 return -1;
             }
     }
-    return 0;
+    return check_services(set, file, d);
 }
 
 int plugin_load(struct plugin_set *set, const char *file)
@@ -83,8 +138,9 @@ int plugin_load(struct plugin_set *set, const char *file)
                            (set->nplugins + 1) * sizeof *set->plugins);
     set->plugins[set->nplugins++] = (struct plugin){
         .file = strdup(file), .dl = dl, .desc = desc };
-    log_info("plugin %s: loaded '%s' %s with %zu handler(s)", file,
-             desc->name, desc->version ? desc->version : "", desc->nhandlers);
+    log_info("plugin %s: loaded '%s' %s with %zu handler(s) and %zu "
+             "service(s)", file, desc->name, desc->version ? desc->version : "",
+             desc->nhandlers, desc->nservices);
     return 0;
 
 refused_close:

@@ -8,6 +8,7 @@
 #define SNOWD_ROUTE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct snow_handler;
 
@@ -20,6 +21,7 @@ struct route {
     char **origins;                      /* empty: any origin */
     size_t norigins;
     unsigned line;                       /* of the [route] header */
+    unsigned label;                      /* the handler's status label */
 };
 
 /* The route whose path equals path[0..len), or NULL. */

@@ -1,21 +1,59 @@
 /*
- * worker.c - a serving process's event loop.
+ * worker.c - a worker process: its event loop and its actors' turn.
  *
  * Watchers: one per listener, one per connection, one repeating sweep
- * timer for every timeout (see conn.h), one prepare watcher that writes
- * queued output and frees dead connections before the loop sleeps, and
- * the stop signals.
+ * timer for every timeout (see conn.h), the channel to the master and its
+ * heartbeat, one timer following the earliest actor timer, and one
+ * prepare watcher: the safe point, where actors run, services start,
+ * queued output is written and dead connections are freed, before the
+ * loop sleeps.  While actors still have messages after their turn, an
+ * idle watcher keeps the loop from sleeping, so I/O and actors take
+ * turns.
  */
 #include "worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "actor.h"
 #include "buf.h"
+#include "channel.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "service.h"
 
-struct worker worker;
+/* Messages an actor may take in one turn, and all actors together before
+ * the loop polls for I/O again. */
+#define ACTOR_BUDGET 64
+#define ACTOR_TURN_MAX 8192
+
+struct worker worker = { .chan_fd = -1 };
+
+uint64_t worker_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint32_t worker_label(const char *kind, const char *name)
+{
+    if (!worker.status)
+        return 0;
+    char label[STATUS_LABEL_LEN];
+    snprintf(label, sizeof label, "%s '%s'", kind, name);
+    for (unsigned i = 0; i < worker.nlabels; i++)
+        if (strcmp(worker.status->labels[i], label) == 0)
+            return i + 1;
+    if (worker.nlabels == STATUS_LABELS)
+        return 0;
+    memcpy(worker.status->labels[worker.nlabels], label, sizeof label);
+    return ++worker.nlabels;
+}
 
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -24,11 +62,54 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     conn_sweep(ev_now(loop));
 }
 
-static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+/* Points the actor timer at the earliest actor deadline. */
+static void arm_actor_timer(uint64_t now)
 {
+    uint64_t deadline = actor_next_deadline();
+
+    if (deadline == worker.actor_deadline)
+        return;
+    worker.actor_deadline = deadline;
+    ev_timer_stop(worker.loop, &worker.actor_timer);
+    if (deadline == UINT64_MAX)
+        return;
+    ev_timer_set(&worker.actor_timer,
+                 deadline > now ? (deadline - now) / 1000.0 : 0., 0.);
+    ev_timer_start(worker.loop, &worker.actor_timer);
+}
+
+static void actor_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
     (void)w;
     (void)revents;
+    worker.actor_deadline = UINT64_MAX;   /* fired: re-armed at prepare */
+}
+
+static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* The safe point, before the loop sleeps. */
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    uint64_t now = worker_now_ms();
+
+    (void)w;
+    (void)revents;
+    actor_timers_run(now);
+    actor_run(ACTOR_TURN_MAX);
+    bool more = service_run_pending();
     conn_run_pending();
+    channel_flush();
+    arm_actor_timer(now);
+    if (more || actor_pending())
+        ev_idle_start(loop, &worker.actor_idle);
+    else
+        ev_idle_stop(loop, &worker.actor_idle);
     if (worker.stopping && worker.nconns == 0)
         ev_break(loop, EVBREAK_ALL);
 }
@@ -67,11 +148,15 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/* SIGTERM, SIGINT: stop accepting, close every connection with 1001 and
- * wait for the close handshakes up to close_timeout.  SIGQUIT: now. */
+/* SIGTERM: stop accepting, close every connection with 1001 and wait for
+ * the close handshakes up to close_timeout; a second one, or SIGQUIT:
+ * now.  The master sends these; SIGINT and SIGHUP also reach workers
+ * from a terminal, alongside the master, which acts on them. */
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)revents;
+    if (w->signum == SIGINT || w->signum == SIGHUP)
+        return;
     if (w->signum == SIGQUIT || worker.stopping) {
         log_info("stopping now (signal %d)", w->signum);
         ev_break(loop, EVBREAK_ALL);
@@ -85,17 +170,6 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_set(&worker.stop_timer,
                  worker.cfg->close_timeout / 1000.0 + 0.5, 0.);
     ev_timer_start(loop, &worker.stop_timer);
-}
-
-/* Reloading arrives with the master process; until then SIGHUP must not
- * take the server down (its default action would). */
-static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
-{
-    (void)loop;
-    (void)w;
-    (void)revents;
-    log_warn("SIGHUP: reloading is not supported by this version; ignored "
-             "(restart snowd to apply a new configuration)");
 }
 
 static void set_timeouts(const struct config *cfg)
@@ -127,15 +201,64 @@ static void free_all(void)
         while (worker.lists[id].head)
             conn_kill(worker.lists[id].head, WS_CLOSE_GOING_AWAY);
     conn_run_pending();
+    service_stop_all("shutdown");
+    actor_rt_fini();
+    channel_close();
+    names_free(&worker.names);
+    for (size_t i = 0; i < worker.nlisteners; i++)
+        listener_close(&worker.listeners[i]);
     free(worker.listeners);
     free(worker.rbuf);
     buf_pool_drain();
 }
 
-int worker_run(const struct config *cfg, const int *fds, size_t nfds)
+/* What the actor runtime hands back to the worker. */
+static void deliver(struct actor *a, const struct snow_msg *msg)
 {
-    worker.loop = ev_default_loop(EVFLAG_AUTO);
-    worker.cfg = cfg;
+    if (a->kind == ACTOR_CONN)
+        conn_deliver_info(a, msg);
+    else
+        service_deliver(a, msg);
+}
+
+static void exited(struct actor *a, const char *reason)
+{
+    const char *name = actor_name(a);
+
+    (void)reason;
+    if (!name)
+        return;
+    uint8_t p[8];
+    ipc_put_u64(p, a->pid);
+    names_del(&worker.names, name, strlen(name), a->pid);
+    channel_send(IPC_UNREGISTER, p, sizeof p, name, strlen(name));
+}
+
+static const struct actor_hooks hooks = {
+    .deliver = deliver,
+    .remote_tell = channel_remote_tell,
+    .remote_monitor = channel_remote_monitor,
+    .remote_demonitor = channel_remote_demonitor,
+    .remote_down = channel_remote_down,
+    .exited = exited,
+};
+
+/* Loads the plugins and gives every route its handler. */
+static void load_plugins(struct config *cfg)
+{
+    plugin_load_dir(&worker.plugins, cfg->plugin_dir);
+    plugin_resolve_routes(&worker.plugins, cfg->routes, cfg->nroutes,
+                          cfg->file);
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].handler)
+            cfg->routes[i].label = worker_label("handler",
+                                                cfg->routes[i].handler->name);
+    service_init(&worker.plugins);
+}
+
+static void worker_run(const struct config *cfg, const int *fds, size_t nfds,
+                       bool shared)
+{
     worker.rbuf = malloc(WORKER_RBUF_SIZE);
     if (!worker.rbuf)
         abort();
@@ -143,11 +266,8 @@ int worker_run(const struct config *cfg, const int *fds, size_t nfds)
 
     worker.listeners = calloc(nfds, sizeof *worker.listeners);
     worker.nlisteners = nfds;
-    for (size_t i = 0; i < nfds; i++) {
-        worker.listeners[i].fd = fds[i];
-        ev_io_init(&worker.listeners[i].io, listener_accept_cb, fds[i],
-                   EV_READ);
-    }
+    for (size_t i = 0; i < nfds; i++)
+        listener_init(&worker.listeners[i], fds[i], shared);
     listener_start();
 
     ev_timer_init(&worker.sweep, sweep_cb, sweep_interval(), sweep_interval());
@@ -166,13 +286,37 @@ int worker_run(const struct config *cfg, const int *fds, size_t nfds)
     ev_signal_start(worker.loop, &worker.sigterm);
     ev_signal_start(worker.loop, &worker.sigint);
     ev_signal_start(worker.loop, &worker.sigquit);
-    ev_signal_init(&worker.sighup, sighup_cb, SIGHUP);
+    ev_signal_init(&worker.sighup, signal_cb, SIGHUP);
     ev_signal_start(worker.loop, &worker.sighup);
+    ev_timer_init(&worker.actor_timer, actor_timer_cb, 0., 0.);
+    worker.actor_deadline = UINT64_MAX;
+    ev_idle_init(&worker.actor_idle, idle_cb);
 
     ev_run(worker.loop, 0);
+}
 
+int worker_main(const struct worker_args *args)
+{
+    struct config *cfg = args->cfg;
+    char names[8192];
+
+    worker.cfg = cfg;
+    worker.slot = args->slot;
+    worker.generation = args->generation;
+    worker.nworkers = args->nworkers;
+    worker.status = args->status;
+    worker.loop = ev_default_loop(EVFLAG_AUTO);
+    load_plugins(cfg);
+    actor_rt_init(&(struct actor_rt_config){
+        .node = 0, .slot = args->slot, .generation = args->generation,
+        .mailbox_limit = (uint32_t)cfg->mailbox_limit,
+        .budget = ACTOR_BUDGET, .hooks = &hooks });
+    channel_start(args->chan_fd);
+    channel_send(IPC_READY, names, service_names(names, sizeof names), NULL,
+                 0);
+    worker_run(cfg, args->listen_fds, args->nlisten_fds, args->shared_accept);
     free_all();
+    plugin_set_free(&worker.plugins);
     ev_loop_destroy(worker.loop);
-    log_info("stopped");
     return 0;
 }

@@ -7,6 +7,7 @@ Layouts (see each fuzz_*.c):
   ws/      byte 0 = split selector, byte 1 = settings, then the stream
   utf8/    byte 0 = split selector, then the text
   confval/ the value string
+  ipc/     byte 0 = split selector, then a stream of channel frames
 """
 import os
 import struct
@@ -188,8 +189,66 @@ def gen_confval():
         write("confval", "v%02d" % i, v.encode())
 
 
+# src/ipc.h: header = body length, type (uint32 each, host byte order).
+IPC_FRAME_MAX = 64 * 1024 + 256
+(READY, HEARTBEAT, REGISTER, UNREGISTER, REGISTER_REPLY, NAME_ADD, NAME_DEL,
+ WORKER_DOWN, SERVICE_START, TELL, MONITOR, DEMONITOR, DOWN,
+ IPC_TYPE_MAX) = range(1, 15)
+IPC_MIN_BODY = {READY: 0, HEARTBEAT: 0, REGISTER: 9, UNREGISTER: 9,
+                REGISTER_REPLY: 4, NAME_ADD: 9, NAME_DEL: 9, WORKER_DOWN: 8,
+                SERVICE_START: 1, TELL: 24, MONITOR: 16, DEMONITOR: 16,
+                DOWN: 16}
+
+
+def ipc(ftype, body=b"", length=None):
+    n = len(body) if length is None else length
+    return struct.pack("=II", n, ftype) + body
+
+
+def pid(slot, gen, serial):
+    return struct.pack("=Q", (1 << 56) | (slot << 48) | (gen << 32) | serial)
+
+
+def tell(to, frm, tag, data):
+    return ipc(TELL, to + frm + struct.pack("=II", 1, tag) + data)
+
+
+def gen_ipc():
+    a, b = pid(0, 1, 7), pid(1, 1, 9)
+    every_min = b"".join(ipc(t, bytes(range(IPC_MIN_BODY[t])))
+                         for t in sorted(IPC_MIN_BODY))
+    session = (ipc(READY, b"chat\0ticker\0") + ipc(HEARTBEAT)
+               + ipc(REGISTER, a + b"lobby") + ipc(REGISTER_REPLY, bytes(4))
+               + ipc(NAME_ADD, a + b"lobby") + ipc(SERVICE_START, b"ticker")
+               + ipc(MONITOR, b + a) + ipc(DOWN, a + b + b"normal")
+               + ipc(DEMONITOR, b + a) + ipc(WORKER_DOWN, bytes(8))
+               + ipc(NAME_DEL, a + b"lobby") + ipc(UNREGISTER, a + b"lobby"))
+    tells = b"".join(tell(b, a, i, b"x" * (60 + i)) for i in range(20))
+    samples = {
+        "empty": b"",
+        "every_type_at_min": every_min,
+        "session": session,
+        "tells": tells,
+        "largest_frame": ipc(TELL, bytes(IPC_FRAME_MAX)),
+        "partial_header": ipc(TELL, a + b + bytes(8))[:5],
+        "partial_body": tells[:200],
+        "oversize": ipc(HEARTBEAT) + ipc(TELL, b"", IPC_FRAME_MAX + 1),
+        "len_all_ones": ipc(TELL, b"", 0xFFFFFFFF),
+        "type_zero": ipc(HEARTBEAT) + ipc(0, b""),
+        "type_max": ipc(IPC_TYPE_MAX, b"abc"),
+        "type_all_ones": ipc(0xFFFFFFFF, b""),
+        "short_register": session[:28] + ipc(REGISTER, a),
+        "short_tell": tells[:92] + ipc(TELL, bytes(23)),
+        "short_down": ipc(DOWN, bytes(15)) + ipc(HEARTBEAT),
+        "short_reply": ipc(REGISTER_REPLY, bytes(3)),
+    }
+    for i, (name, data) in enumerate(sorted(samples.items())):
+        write("ipc", name, bytes([(i * 59) & 0xFF]) + data)
+
+
 if __name__ == "__main__":
     gen_http()
     gen_ws()
     gen_utf8()
     gen_confval()
+    gen_ipc()

@@ -4,7 +4,7 @@
 set -e
 src=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 bld=${top_builddir:-$src}
-for target in http ws utf8 confval; do
+for target in http ws utf8 confval ipc; do
     "$bld/tests/fuzz/replay_$target" "$src/tests/fuzz/corpus/$target"
 done
-echo "fuzz corpus replay: 4 passed, 0 failed"
+echo "fuzz corpus replay: 5 passed, 0 failed"

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/../.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p tests/fuzz/crashes
-core="src/utf8.c src/ws.c src/http.c src/handshake.c src/route.c src/confval.c"
-for target in http ws utf8 confval; do
+core="src/utf8.c src/ws.c src/http.c src/handshake.c src/route.c src/confval.c \
+    src/ipc.c src/names.c"
+for target in http ws utf8 confval ipc; do
     # shellcheck disable=SC2086
     clang -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=all -Isrc -Iinclude \

@@ -1,0 +1,292 @@
+/*
+ * channel.c - the worker's end of the master channel (see channel.h).
+ *
+ * Trust: the master is trusted (it is snowd's own code and never runs
+ * plugins); a frame that breaks the protocol means the two ends disagree,
+ * and the worker exits rather than guess.
+ */
+#include "channel.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "actor.h"
+#include "config.h"
+#include "log.h"
+#include "service.h"
+#include "worker.h"
+
+/* How long snow_register waits for the master. */
+#define REGISTER_WAIT_MS 5000
+
+static void handle_tell(const uint8_t *b, size_t len)
+{
+    snow_pid to = ipc_get_u64(b);
+
+    /* A pid of an earlier generation of this slot is gone: the master
+     * routes on the slot alone, and the actor runtime would send it
+     * straight back. */
+    if (!actor_pid_is_local(to))
+        return;
+    actor_tell(ipc_get_u64(b + 8), to, (enum snow_msg_type)ipc_get_u32(b + 16),
+               ipc_get_u32(b + 20), b + IPC_TELL_HDR, len - IPC_TELL_HDR);
+}
+
+static void handle_down(const uint8_t *b, size_t len)
+{
+    char reason[256];
+    size_t n = len - 16 < sizeof reason - 1 ? len - 16 : sizeof reason - 1;
+
+    memcpy(reason, b + 16, n);
+    reason[n] = '\0';
+    actor_down_from_remote(ipc_get_u64(b), ipc_get_u64(b + 8), reason);
+}
+
+/* Handles one frame from the master.  Never runs plugin code. */
+static void handle(const struct ipc_hdr *h, const uint8_t *b)
+{
+    switch (h->type) {
+    case IPC_TELL:
+        handle_tell(b, h->len);
+        break;
+    case IPC_MONITOR:
+        actor_monitor_from_remote(ipc_get_u64(b + 8), ipc_get_u64(b));
+        break;
+    case IPC_DEMONITOR:
+        actor_demonitor_from_remote(ipc_get_u64(b + 8), ipc_get_u64(b));
+        break;
+    case IPC_DOWN:
+        handle_down(b, h->len);
+        break;
+    case IPC_NAME_ADD:
+        names_put(&worker.names, (const char *)b + 8, h->len - 8,
+                  ipc_get_u64(b));
+        break;
+    case IPC_NAME_DEL:
+        names_del(&worker.names, (const char *)b + 8, h->len - 8,
+                  ipc_get_u64(b));
+        break;
+    case IPC_WORKER_DOWN:
+        actor_worker_down(ipc_get_u32(b), ipc_get_u32(b + 4));
+        break;
+    case IPC_SERVICE_START:
+        service_request_start((const char *)b, h->len);
+        break;
+    default:
+        log_warn("channel: unexpected frame type %u from the master; "
+                 "ignored", h->type);
+        break;
+    }
+}
+
+/* Handles every complete frame already read; returns -1 on a protocol
+ * error. */
+static int drain_frames(void)
+{
+    struct ipc_hdr h;
+    const uint8_t *body;
+    enum ipc_rc rc;
+
+    while ((rc = ipc_next(&worker.chan_in, &h, &body)) == IPC_FRAME)
+        handle(&h, body);
+    return rc == IPC_ERR_PROTO ? -1 : 0;
+}
+
+static void protocol_error(void)
+{
+    log_error("channel: malformed frame from the master; worker %u exits",
+              worker.slot);
+    _exit(70);   /* EX_SOFTWARE */
+}
+
+static void master_gone(void)
+{
+    log_warn("channel: the master has gone; worker %u stops", worker.slot);
+    ev_io_stop(worker.loop, &worker.chan_read);
+    ev_io_stop(worker.loop, &worker.chan_write);
+    ev_timer_stop(worker.loop, &worker.heartbeat);
+    raise(SIGTERM);   /* the graceful stop, as if the operator asked */
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    ssize_t n = ipc_in_fill(&worker.chan_in, worker.chan_fd);
+    if (n == 0 || (n < 0 && n != -EAGAIN && n != -EINTR)) {
+        master_gone();
+        return;
+    }
+    if (drain_frames() != 0)
+        protocol_error();
+}
+
+void channel_flush(void)
+{
+    if (ipc_out_empty(&worker.chan_out) || worker.chan_fd < 0)
+        return;
+    int rc = ipc_out_flush(&worker.chan_out, worker.chan_fd);
+    if (rc == 1)
+        ev_io_start(worker.loop, &worker.chan_write);
+    else if (rc == 0)
+        ev_io_stop(worker.loop, &worker.chan_write);
+    else if (rc != -EINTR)
+        master_gone();
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    channel_flush();
+}
+
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    channel_send(IPC_HEARTBEAT, NULL, 0, NULL, 0);
+}
+
+void channel_start(int fd)
+{
+    const struct config *cfg = worker.cfg;
+    /* Often enough that a live worker is never mistaken for a hung one,
+     * however short hang_timeout is. */
+    ev_tstamp every = cfg->hang_timeout ? cfg->hang_timeout / 4000.0 : 1.0;
+
+    if (every > 1.0)
+        every = 1.0;
+    worker.chan_fd = fd;
+    worker.chan_out.limit = CHANNEL_OUT_LIMIT;
+    ev_io_init(&worker.chan_read, read_cb, fd, EV_READ);
+    ev_io_start(worker.loop, &worker.chan_read);
+    ev_io_init(&worker.chan_write, write_cb, fd, EV_WRITE);
+    ev_timer_init(&worker.heartbeat, heartbeat_cb, every, every);
+    ev_timer_start(worker.loop, &worker.heartbeat);
+}
+
+int channel_send(enum ipc_type type, const void *a, size_t alen,
+                 const void *b, size_t blen)
+{
+    if (worker.chan_fd < 0)
+        return -SNOW_ECLOSED;
+    return ipc_send(&worker.chan_out, type, a, alen, b, blen);
+}
+
+/* Waits up to the deadline for fd to be ready for `events`. */
+static int wait_fd(short events, uint64_t deadline)
+{
+    uint64_t now = worker_now_ms();
+    if (now >= deadline)
+        return -1;
+    struct pollfd p = { .fd = worker.chan_fd, .events = events };
+    int rc = poll(&p, 1, (int)(deadline - now));
+    return rc < 0 && errno != EINTR ? -1 : 0;
+}
+
+/* Reads frames until the register reply; handles the others on the way
+ * (they only queue work). */
+static int await_reply(uint64_t deadline)
+{
+    for (;;) {
+        struct ipc_hdr h;
+        const uint8_t *body;
+        enum ipc_rc rc;
+        while ((rc = ipc_next(&worker.chan_in, &h, &body)) == IPC_FRAME) {
+            if (h.type == IPC_REGISTER_REPLY) {
+                int result = (int)ipc_get_u32(body);
+                if (drain_frames() != 0)
+                    protocol_error();
+                return result;
+            }
+            handle(&h, body);
+        }
+        if (rc == IPC_ERR_PROTO)
+            protocol_error();
+        if (wait_fd(POLLIN, deadline) != 0)
+            return -SNOW_ECLOSED;
+        ssize_t n = ipc_in_fill(&worker.chan_in, worker.chan_fd);
+        if (n == 0 || (n < 0 && n != -EAGAIN && n != -EINTR))
+            return -SNOW_ECLOSED;
+    }
+}
+
+int channel_register(snow_pid pid, const char *name, size_t len)
+{
+    uint64_t deadline = worker_now_ms() + REGISTER_WAIT_MS;
+    uint8_t p[8];
+
+    ipc_put_u64(p, pid);
+    int rc = channel_send(IPC_REGISTER, p, sizeof p, name, len);
+    if (rc != 0)
+        return rc;
+    while ((rc = ipc_out_flush(&worker.chan_out, worker.chan_fd)) != 0) {
+        if ((rc < 0 && rc != -EINTR) || wait_fd(POLLOUT, deadline) != 0)
+            return -SNOW_ECLOSED;
+    }
+    ev_io_stop(worker.loop, &worker.chan_write);
+    rc = await_reply(deadline);
+    if (rc == -SNOW_ECLOSED)
+        log_error("channel: no answer from the master to register '%.*s'",
+                  (int)len, name);
+    return rc;
+}
+
+int channel_remote_tell(snow_pid to, snow_pid from, enum snow_msg_type type,
+                        uint32_t tag, const void *data, size_t len)
+{
+    uint8_t env[IPC_TELL_HDR];
+
+    ipc_put_u64(env, to);
+    ipc_put_u64(env + 8, from);
+    ipc_put_u32(env + 16, (uint32_t)type);
+    ipc_put_u32(env + 20, tag);
+    return channel_send(IPC_TELL, env, sizeof env, data, len);
+}
+
+static void send_pair(enum ipc_type type, snow_pid first, snow_pid second,
+                      const char *text)
+{
+    uint8_t p[16];
+
+    ipc_put_u64(p, first);
+    ipc_put_u64(p + 8, second);
+    channel_send(type, p, sizeof p, text, text ? strlen(text) : 0);
+}
+
+void channel_remote_monitor(snow_pid watcher, snow_pid target)
+{
+    send_pair(IPC_MONITOR, target, watcher, NULL);
+}
+
+void channel_remote_demonitor(snow_pid watcher, snow_pid target)
+{
+    send_pair(IPC_DEMONITOR, target, watcher, NULL);
+}
+
+void channel_remote_down(snow_pid watcher, snow_pid target,
+                         const char *reason)
+{
+    send_pair(IPC_DOWN, watcher, target, reason);
+}
+
+void channel_close(void)
+{
+    if (worker.chan_fd < 0)
+        return;
+    ipc_out_flush(&worker.chan_out, worker.chan_fd);
+    ev_io_stop(worker.loop, &worker.chan_read);
+    ev_io_stop(worker.loop, &worker.chan_write);
+    ev_timer_stop(worker.loop, &worker.heartbeat);
+    close(worker.chan_fd);
+    worker.chan_fd = -1;
+    ipc_in_free(&worker.chan_in);
+    ipc_out_free(&worker.chan_out);
+}

@@ -1,0 +1,633 @@
+/*
+ * master.c - the master process: forks the workers, supervises them, and
+ * routes what they say to each other.
+ *
+ * The master never runs plugin code: it holds the listening sockets (so
+ * no client is refused while a worker restarts), the authoritative name
+ * registry, and one channel per worker.  Actor traffic between workers
+ * passes through it unread but for the destination pid.
+ *
+ * Signals arrive through a signalfd the master owns rather than through
+ * libev's signal watchers, so that a freshly forked worker can drop every
+ * trace of the master's loop and start its own.
+ *
+ * Invariants:
+ * - slot s has a process iff slots[s].pid != 0; its generation grows at
+ *   every spawn, and pids of older generations are never routed;
+ * - every live worker's copy of the registry is the master's, give or
+ *   take the frames in flight: a new worker gets a snapshot before
+ *   anything else, then every change in order.
+ */
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "ipc.h"
+#include "log.h"
+#include "names.h"
+#include "worker.h"
+
+/* Bytes the master holds for one worker before dropping its messages. */
+#define MASTER_OUT_LIMIT (64u << 20)
+
+struct slot {
+    pid_t pid;                /* 0: no process */
+    unsigned generation;
+    int fd;
+    bool ready;
+    bool hung;                /* killed for not answering */
+    ev_io rio, wio;
+    struct ipc_in in;
+    struct ipc_out out;
+    ev_tstamp last_seen;
+};
+
+static struct {
+    struct ev_loop *loop;
+    struct config *cfg;
+    unsigned n;
+    struct slot slots[CONFIG_MAX_WORKERS];
+    const struct master_listeners *ls;
+    struct worker_status *status;
+    struct names names;
+    char *services;           /* NUL-separated, from the first READY */
+    size_t services_len;
+    uint64_t *deaths;         /* ring of the last max_restarts + 1 */
+    unsigned ndeaths, death_head;
+    bool stopping;
+    int exit_status;
+    int sigfd;
+    ev_io sig_io;
+    ev_timer check;
+    ev_timer kill_timer;
+    ev_prepare flush;
+    uint64_t dropped;
+    ev_tstamp dropped_logged;
+} m;
+
+static void spawn(unsigned s);
+
+/* ---- sending ---------------------------------------------------------- */
+
+static void send_to(struct slot *sl, enum ipc_type type, const void *a,
+                    size_t alen, const void *b, size_t blen)
+{
+    if (sl->pid && sl->fd >= 0)
+        ipc_send(&sl->out, type, a, alen, b, blen);
+}
+
+static void broadcast(enum ipc_type type, const void *a, size_t alen,
+                      const void *b, size_t blen)
+{
+    for (unsigned s = 0; s < m.n; s++)
+        send_to(&m.slots[s], type, a, alen, b, blen);
+}
+
+static void send_name(struct slot *sl, enum ipc_type type, snow_pid pid,
+                      const char *name, size_t len)
+{
+    uint8_t p[8];
+    ipc_put_u64(p, pid);
+    if (sl)
+        send_to(sl, type, p, 8, name, len);
+    else
+        broadcast(type, p, 8, name, len);
+}
+
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    for (unsigned s = 0; s < m.n; s++) {
+        struct slot *sl = &m.slots[s];
+        if (!sl->pid || sl->fd < 0 || ipc_out_empty(&sl->out))
+            continue;
+        if (ipc_out_flush(&sl->out, sl->fd) == 1)
+            ev_io_start(loop, &sl->wio);
+        else
+            ev_io_stop(loop, &sl->wio);
+    }
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct slot *sl = w->data;
+    (void)revents;
+    if (ipc_out_flush(&sl->out, sl->fd) != 1)
+        ev_io_stop(loop, w);
+}
+
+/* ---- what workers say ------------------------------------------------- */
+
+static unsigned slot_of(struct slot *sl)
+{
+    return (unsigned)(sl - m.slots);
+}
+
+static void kill_worker(struct slot *sl, const char *why)
+{
+    log_error("worker %u (pid %d) %s; killing it", slot_of(sl), (int)sl->pid,
+              why);
+    kill(sl->pid, SIGKILL);
+    ev_io_stop(m.loop, &sl->rio);
+    ev_io_stop(m.loop, &sl->wio);
+}
+
+static bool pid_is_live(snow_pid pid)
+{
+    unsigned s = (unsigned)(pid >> 48) & 0xff;
+    unsigned gen = (unsigned)(pid >> 32) & 0xffff;
+    return s < m.n && m.slots[s].pid && m.slots[s].generation == gen;
+}
+
+static void on_ready(struct slot *sl, const uint8_t *b, size_t len)
+{
+    unsigned s = slot_of(sl);
+
+    sl->ready = true;
+    log_info("worker %u (pid %d) ready", s, (int)sl->pid);
+    if (!m.services) {
+        m.services = malloc(len + 1);
+        memcpy(m.services, b, len);
+        m.services[len] = '\0';
+        m.services_len = len;
+    }
+    /* Placement: the i-th service runs on worker i mod N, so services
+     * spread over the workers and each one's home is stable across
+     * restarts. */
+    unsigned i = 0;
+    for (size_t off = 0; off < m.services_len; i++) {
+        const char *name = m.services + off;
+        size_t nlen = strnlen(name, m.services_len - off);
+        if (i % m.n == s)
+            send_to(sl, IPC_SERVICE_START, name, nlen, NULL, 0);
+        off += nlen + 1;
+    }
+}
+
+static void on_register(struct slot *sl, const uint8_t *b, size_t len)
+{
+    snow_pid pid = ipc_get_u64(b);
+    const char *name = (const char *)b + 8;
+    int32_t rc;
+
+    /* A worker may only name its own actors. */
+    if (!pid_is_live(pid) || &m.slots[(pid >> 48) & 0xff] != sl)
+        rc = -SNOW_EINVAL;
+    else
+        rc = names_put(&m.names, name, len - 8, pid);
+    uint8_t r[4];
+    ipc_put_u32(r, (uint32_t)rc);
+    send_to(sl, IPC_REGISTER_REPLY, r, 4, NULL, 0);
+    if (rc == 0)
+        send_name(NULL, IPC_NAME_ADD, pid, name, len - 8);
+}
+
+static void on_unregister(struct slot *sl, const uint8_t *b, size_t len)
+{
+    snow_pid pid = ipc_get_u64(b);
+
+    if (&m.slots[(pid >> 48) & 0xff] == sl &&
+        names_del(&m.names, (const char *)b + 8, len - 8, pid))
+        send_name(NULL, IPC_NAME_DEL, pid, (const char *)b + 8, len - 8);
+}
+
+static void route(struct slot *from, const struct ipc_hdr *h,
+                  const uint8_t *b)
+{
+    snow_pid to = ipc_get_u64(b);
+
+    if (pid_is_live(to)) {
+        struct slot *dst = &m.slots[(to >> 48) & 0xff];
+        if (ipc_forward(&dst->out, b - sizeof *h, sizeof *h + h->len) == 0)
+            return;
+        m.dropped++;
+        if (ev_now(m.loop) - m.dropped_logged >= 1.0) {
+            log_warn("worker %u is not reading its channel; %llu message(s) "
+                     "dropped so far", slot_of(dst),
+                     (unsigned long long)m.dropped);
+            m.dropped_logged = ev_now(m.loop);
+        }
+        return;
+    }
+    /* Erlang's rule: watching an actor that is gone gives "noproc". */
+    if (h->type == IPC_MONITOR) {
+        uint8_t p[16];
+        ipc_put_u64(p, ipc_get_u64(b + 8));
+        ipc_put_u64(p + 8, to);
+        send_to(from, IPC_DOWN, p, 16, "noproc", 6);
+    }
+}
+
+static bool on_frame(struct slot *sl, const struct ipc_hdr *h,
+                     const uint8_t *b)
+{
+    switch (h->type) {
+    case IPC_READY: on_ready(sl, b, h->len); return true;
+    case IPC_HEARTBEAT: return true;
+    case IPC_REGISTER: on_register(sl, b, h->len); return true;
+    case IPC_UNREGISTER: on_unregister(sl, b, h->len); return true;
+    default:
+        if (!ipc_is_routed((enum ipc_type)h->type))
+            return false;
+        route(sl, h, b);
+        return true;
+    }
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct slot *sl = w->data;
+    struct ipc_hdr h;
+    const uint8_t *body;
+    enum ipc_rc rc;
+
+    (void)revents;
+    ssize_t n = ipc_in_fill(&sl->in, sl->fd);
+    if (n == 0 || (n < 0 && n != -EAGAIN && n != -EINTR)) {
+        /* The worker is going; SIGCHLD will say how. */
+        ev_io_stop(loop, &sl->rio);
+        ev_io_stop(loop, &sl->wio);
+        return;
+    }
+    sl->last_seen = ev_now(loop);
+    while ((rc = ipc_next(&sl->in, &h, &body)) == IPC_FRAME)
+        if (!on_frame(sl, &h, body)) {
+            rc = IPC_ERR_PROTO;
+            break;
+        }
+    if (rc == IPC_ERR_PROTO)
+        kill_worker(sl, "broke the channel protocol");
+}
+
+/* ---- deaths and restarts ---------------------------------------------- */
+
+static void describe_running(unsigned s, char *out, size_t cap)
+{
+    uint32_t running = m.status[s].running;
+
+    out[0] = '\0';
+    if (running && running <= STATUS_LABELS)
+        snprintf(out, cap, " while running %.*s", STATUS_LABEL_LEN,
+                 m.status[s].labels[running - 1]);
+}
+
+static void log_death(unsigned s, pid_t pid, int status)
+{
+    char running[STATUS_LABEL_LEN + 32];
+    const char *then = m.stopping ? "" : "; respawning";
+
+    describe_running(s, running, sizeof running);
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        const char *abbrev = sigabbrev_np(sig);
+        log_msg(m.stopping && sig != SIGSEGV ? LOG_INFO : LOG_ERROR,
+                "worker %u (pid %d) killed by signal %d (SIG%s)%s%s", s,
+                (int)pid, sig, abbrev ? abbrev : "?", running, then);
+    } else if (WEXITSTATUS(status) != 0 || !m.stopping) {
+        log_msg(m.stopping ? LOG_WARN : LOG_ERROR,
+                "worker %u (pid %d) exited with status %d%s", s, (int)pid,
+                WEXITSTATUS(status), then);
+    } else {
+        log_info("worker %u (pid %d) stopped", s, (int)pid);
+    }
+}
+
+static void forget_names(void *arg, const char *name, size_t len,
+                         snow_pid pid)
+{
+    (void)arg;
+    send_name(NULL, IPC_NAME_DEL, pid, name, len);
+}
+
+static void clear_slot(struct slot *sl)
+{
+    ev_io_stop(m.loop, &sl->rio);
+    ev_io_stop(m.loop, &sl->wio);
+    if (sl->fd >= 0)
+        close(sl->fd);
+    sl->fd = -1;
+    sl->pid = 0;
+    sl->ready = false;
+    sl->hung = false;
+    ipc_in_free(&sl->in);
+    ipc_out_free(&sl->out);
+}
+
+/* Records a death; false when more than max_restarts happened within
+ * restart_window. */
+static bool within_intensity(ev_tstamp now)
+{
+    unsigned size = (unsigned)m.cfg->max_restarts + 1;
+
+    m.deaths[m.death_head] = (uint64_t)(now * 1000);
+    m.death_head = (m.death_head + 1) % size;
+    if (m.ndeaths < size)
+        m.ndeaths++;
+    if (m.ndeaths < size)
+        return true;
+    return (uint64_t)(now * 1000) - m.deaths[m.death_head] >
+           m.cfg->restart_window;
+}
+
+static unsigned live_workers(void)
+{
+    unsigned live = 0;
+    for (unsigned s = 0; s < m.n; s++)
+        live += m.slots[s].pid != 0;
+    return live;
+}
+
+static void stop_workers(int sig)
+{
+    for (unsigned s = 0; s < m.n; s++)
+        if (m.slots[s].pid)
+            kill(m.slots[s].pid, sig);
+}
+
+static void begin_stop(int sig)
+{
+    m.stopping = true;
+    stop_workers(sig);
+    if (!ev_is_active(&m.kill_timer)) {
+        /* Workers wait close_timeout for close handshakes; past that and
+         * a margin, they are stuck. */
+        ev_timer_set(&m.kill_timer, m.cfg->close_timeout / 1000.0 + 5.0, 0.);
+        ev_timer_start(m.loop, &m.kill_timer);
+    }
+}
+
+static void on_death(unsigned s, int status)
+{
+    struct slot *sl = &m.slots[s];
+    unsigned gen = sl->generation;
+    pid_t pid = sl->pid;
+
+    log_death(s, pid, status);
+    clear_slot(sl);
+    snow_pid mask = (0xffULL << 48) | (0xffffULL << 32);
+    snow_pid value = ((snow_pid)s << 48) | ((snow_pid)gen << 32);
+    names_del_matching(&m.names, mask, value, forget_names, NULL);
+    uint8_t p[8];
+    ipc_put_u32(p, s);
+    ipc_put_u32(p + 4, gen);
+    broadcast(IPC_WORKER_DOWN, p, 8, NULL, 0);
+
+    if (m.stopping) {
+        if (live_workers() == 0)
+            ev_break(m.loop, EVBREAK_ALL);
+        return;
+    }
+    if (!within_intensity(ev_now(m.loop))) {
+        log_error("too many worker deaths: %u within %.0fs (max_restarts = "
+                  "%llu); giving up", m.ndeaths,
+                  m.cfg->restart_window / 1000.0,
+                  (unsigned long long)m.cfg->max_restarts);
+        m.exit_status = 1;
+        begin_stop(SIGTERM);
+        if (live_workers() == 0)
+            ev_break(m.loop, EVBREAK_ALL);
+        return;
+    }
+    spawn(s);
+}
+
+static void reap(void)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (unsigned s = 0; s < m.n; s++)
+            if (m.slots[s].pid == pid) {
+                on_death(s, status);
+                break;
+            }
+}
+
+static void check_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ev_tstamp now = ev_now(loop);
+    ev_tstamp limit = m.cfg->hang_timeout / 1000.0;
+
+    (void)w;
+    (void)revents;
+    if (limit <= 0 || m.stopping)
+        return;
+    for (unsigned s = 0; s < m.n; s++) {
+        struct slot *sl = &m.slots[s];
+        if (!sl->pid || sl->hung || now - sl->last_seen <= limit)
+            continue;
+        char running[STATUS_LABEL_LEN + 32], why[STATUS_LABEL_LEN + 96];
+        describe_running(s, running, sizeof running);
+        snprintf(why, sizeof why, "did not answer for %.1fs%s", now -
+                 sl->last_seen, running);
+        log_error("worker %u (pid %d) %s; killing it (SIGKILL)", s,
+                  (int)sl->pid, why);
+        sl->hung = true;
+        kill(sl->pid, SIGKILL);
+    }
+}
+
+static void kill_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    log_warn("stop: %u worker(s) still running; killing them", live_workers());
+    stop_workers(SIGKILL);
+}
+
+/* ---- signals ---------------------------------------------------------- */
+
+static void signal_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct signalfd_siginfo si;
+
+    (void)loop;
+    (void)w;
+    (void)revents;
+    while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        int sig = (int)si.ssi_signo;
+        switch (sig) {
+        case SIGCHLD:
+            reap();
+            break;
+        case SIGTERM:
+        case SIGINT:
+        case SIGQUIT:
+            log_info("%s (signal %d): stopping %u worker(s)",
+                     sig == SIGQUIT ? "stopping now" : "stopping gracefully",
+                     sig, live_workers());
+            /* Workers ignore SIGINT (a terminal sends it to them too):
+             * they stop gracefully on SIGTERM, and at once on a second
+             * one or on SIGQUIT. */
+            begin_stop(sig == SIGQUIT ? SIGQUIT : SIGTERM);
+            break;
+        case SIGHUP:
+            log_warn("SIGHUP: reloading is not supported by this version; "
+                     "ignored (restart snowd to apply a new configuration)");
+            break;
+        }
+    }
+}
+
+static int signals_open(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return m.sigfd < 0 ? -1 : 0;
+}
+
+/* ---- spawning --------------------------------------------------------- */
+
+/* In the new worker process: drop everything of the master but the
+ * listeners this worker accepts on, then serve. */
+static void become_worker(unsigned s, unsigned gen, int fd, pid_t master)
+{
+    sigset_t none;
+
+    sigemptyset(&none);
+    close(m.sigfd);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (unsigned i = 0; i < m.n; i++)
+        if (m.slots[i].fd >= 0)
+            close(m.slots[i].fd);
+    ev_loop_destroy(m.loop);
+    /* A worker without its master stops: the channel's EOF says so, and
+     * this covers a master killed with SIGKILL before the fork returned. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master)
+        _exit(0);
+
+    const struct master_listeners *ls = m.ls;
+    size_t first = ls->per_slot ? s * ls->nlisten : 0;
+    for (size_t i = 0; i < ls->nfds; i++)
+        if (i < first || i >= first + ls->nlisten)
+            close(ls->fds[i]);
+    struct worker_args args = {
+        .cfg = m.cfg, .slot = s, .generation = gen, .nworkers = m.n,
+        .chan_fd = fd, .listen_fds = ls->fds + first,
+        .nlisten_fds = ls->nlisten, .status = &m.status[s],
+        .shared_accept = !ls->per_slot && m.n > 1,
+    };
+    names_free(&m.names);
+    exit(worker_main(&args));
+}
+
+static void snapshot_name(void *arg, const char *name, size_t len,
+                          snow_pid pid)
+{
+    send_name(arg, IPC_NAME_ADD, pid, name, len);
+}
+
+static void spawn(unsigned s)
+{
+    struct slot *sl = &m.slots[s];
+    int sv[2];
+    pid_t master = getpid();
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        log_error("worker %u: socketpair: %s", s, strerror(errno));
+        return;
+    }
+    unsigned gen = sl->generation % 0xffff + 1;   /* 16 bits, never 0 */
+    m.status[s].running = 0;
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("worker %u: fork: %s", s, strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        become_worker(s, gen, sv[1], master);
+    }
+    close(sv[1]);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    sl->pid = pid;
+    sl->generation = gen;
+    sl->fd = sv[0];
+    sl->out.limit = MASTER_OUT_LIMIT;
+    sl->last_seen = ev_now(m.loop);
+    ev_io_init(&sl->rio, read_cb, sv[0], EV_READ);
+    ev_io_init(&sl->wio, write_cb, sv[0], EV_WRITE);
+    sl->rio.data = sl->wio.data = sl;
+    ev_io_start(m.loop, &sl->rio);
+    /* The registry first, so the worker never answers from an empty
+     * copy once it serves. */
+    names_each(&m.names, snapshot_name, sl);
+}
+
+/* ---- the whole ---------------------------------------------------------- */
+
+int master_run(struct config *cfg, const struct master_listeners *ls)
+{
+    m.cfg = cfg;
+    m.ls = ls;
+    m.n = config_workers(cfg);
+    m.exit_status = 0;
+    m.deaths = calloc(cfg->max_restarts + 1, sizeof *m.deaths);
+    m.status = mmap(NULL, sizeof *m.status * m.n, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m.status == MAP_FAILED || signals_open() != 0) {
+        log_error("master: cannot set up: %s", strerror(errno));
+        return 1;
+    }
+    m.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    for (unsigned s = 0; s < m.n; s++)
+        m.slots[s].fd = -1;
+    ev_io_init(&m.sig_io, signal_cb, m.sigfd, EV_READ);
+    ev_io_start(m.loop, &m.sig_io);
+    ev_prepare_init(&m.flush, flush_cb);
+    ev_prepare_start(m.loop, &m.flush);
+    ev_tstamp every = cfg->hang_timeout ? cfg->hang_timeout / 4000.0 : 1.0;
+    if (every > 1.0)
+        every = 1.0;
+    ev_timer_init(&m.check, check_cb, every, every);
+    ev_timer_start(m.loop, &m.check);
+    ev_timer_init(&m.kill_timer, kill_timer_cb, 1., 0.);
+
+    log_info("master (pid %d): starting %u worker(s)", (int)getpid(), m.n);
+    for (unsigned s = 0; s < m.n; s++)
+        spawn(s);
+    if (live_workers() == 0)
+        m.exit_status = 1;
+    else
+        ev_run(m.loop, 0);
+
+    for (unsigned s = 0; s < m.n; s++)
+        clear_slot(&m.slots[s]);
+    ev_loop_destroy(m.loop);
+    close(m.sigfd);
+    names_free(&m.names);
+    free(m.services);
+    free(m.deaths);
+    munmap(m.status, sizeof *m.status * m.n);
+    log_info("stopped");
+    return m.exit_status;
+}
