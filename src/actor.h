@@ -17,7 +17,8 @@
  * - a pid is (node << 56 | slot << 48 | generation << 32 | serial); the
  *   serial only grows within a generation, so a pid is never reused;
  * - an actor is on the run queue iff its mailbox is not empty and it has
- *   not exited;
+ *   not exited, except that one which exits while queued may stay there,
+ *   skipped, until the next actor_run returns;
  * - mailboxes hold at most mailbox_limit tells; timer and DOWN messages
  *   do not count against the limit, since they are bounded by the timers
  *   and monitors an actor holds.
@@ -93,7 +94,8 @@ struct actor_stats {
 void actor_rt_init(const struct actor_rt_config *cfg);
 
 /* Frees every queued message, timer and monitor record.  Actors still
- * alive are forgotten, not exited (their owners free them). */
+ * alive are forgotten, not exited; fini still resets their structs, so
+ * their owners free them after this call. */
 void actor_rt_fini(void);
 
 const struct actor_stats *actor_rt_stats(void);
@@ -109,7 +111,8 @@ uint32_t actor_pid_serial(snow_pid pid);
 bool actor_pid_is_local(snow_pid pid);
 
 /* Gives `a` (zeroed by the caller or not) a fresh pid and makes it
- * reachable.  Returns 0, or -SNOW_ENOMEM. */
+ * reachable.  Returns 0, or -SNOW_ENOMEM.  The memory of an exited actor
+ * may not be started again before the next actor_run has returned. */
 int actor_start(struct actor *a, enum actor_kind kind);
 
 /* Ends `a`: drops its mailbox, cancels its timers, removes the monitors

@@ -8,6 +8,8 @@
  * deliver, remote call and exit is kept in `rec` for the test to check.
  * Each test gets a fresh runtime (setup) and tears it down with
  * actor_rt_fini (teardown), so a leak anywhere shows up under ASan.
+ * Actors still alive at teardown are static: fini forgets them but still
+ * reads their mailboxes, so their memory must outlive the test body.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -94,8 +96,9 @@ static void hook_deliver(struct actor *a, const struct snow_msg *msg)
         rec.on_deliver(a, msg);
 }
 
-static int hook_remote_tell(snow_pid to, snow_pid from, enum snow_msg_type type,
-                            uint32_t tag, const void *data, size_t len)
+static int hook_remote_tell(snow_pid to, snow_pid from,
+                            enum snow_msg_type type, uint32_t tag,
+                            const void *data, size_t len)
 {
     assert_int_equal(type, SNOW_MSG_TELL);
     assert_true(rec.ntell < MAX_REC);
@@ -207,7 +210,7 @@ static snow_pid remote_pid(unsigned slot, unsigned gen, uint32_t serial)
     return actor_pid_make(NODE, slot, gen, serial);
 }
 
-/* ---- pids ----------------------------------------------------------------- */
+/* ---- pids --------------------------------------------------------------- */
 
 static void test_actor_pid_fields_round_trip(void **state)
 {
@@ -324,7 +327,7 @@ static void test_actor_find_rejects_zero_and_foreign_pids(void **state)
     assert_ptr_equal(actor_find(a.pid), &a);
 }
 
-/* ---- telling -------------------------------------------------------------- */
+/* ---- telling ------------------------------------------------------------ */
 
 static void test_actor_mailbox_is_fifo_per_sender(void **state)
 {
@@ -527,7 +530,7 @@ static void test_actor_tell_to_other_worker_calls_remote_tell(void **state)
     assert_false(actor_pending());
 }
 
-/* ---- scheduling ------------------------------------------------------------ */
+/* ---- scheduling --------------------------------------------------------- */
 
 static void test_actor_flooded_actor_does_not_starve_another(void **state)
 {
@@ -731,7 +734,7 @@ static void test_actor_exit_outside_run_is_purged_by_next_run(void **state)
     assert_ptr_equal(rec.d[rec.nd - 1].a, &c);
 }
 
-/* ---- timers ---------------------------------------------------------------- */
+/* ---- timers ------------------------------------------------------------- */
 
 static void test_actor_one_shot_timer_fires_once_at_its_deadline(void **state)
 {
@@ -942,7 +945,7 @@ static void test_actor_timer_ids_are_positive_and_unique(void **state)
     assert_int_equal(actor_next_deadline(), 1);
 }
 
-/* ---- monitors ---------------------------------------------------------------- */
+/* ---- monitors ----------------------------------------------------------- */
 
 static void test_actor_monitor_gives_down_with_reason(void **state)
 {
@@ -1169,7 +1172,7 @@ static void test_actor_worker_down_ends_monitors_of_that_worker(void **state)
     assert_int_equal(rec.d[2].from, t.pid);
 }
 
-/* ---- names ------------------------------------------------------------------- */
+/* ---- names -------------------------------------------------------------- */
 
 static void test_actor_name_is_a_copy_kept_until_exit(void **state)
 {
@@ -1192,7 +1195,7 @@ static void test_actor_name_is_a_copy_kept_until_exit(void **state)
     assert_int_equal(actor_set_name(&a, "again"), -SNOW_EINVAL);
 }
 
-/* ---- teardown ---------------------------------------------------------------- */
+/* ---- teardown ----------------------------------------------------------- */
 
 static void test_actor_fini_frees_everything(void **state)
 {
