@@ -251,6 +251,22 @@ int channel_remote_tell(snow_pid to, snow_pid from, enum snow_msg_type type,
     return channel_send(IPC_TELL, env, sizeof env, data, len);
 }
 
+/* Monitor traffic and name releases are never refused for a full
+ * channel: losing one would break "each monitor gives one DOWN" or leak a
+ * name, and they are bounded by the monitors and names actors hold,
+ * while tells are not. */
+static void send_control(enum ipc_type type, const void *a, size_t alen,
+                         const void *b, size_t blen)
+{
+    size_t limit = worker.chan_out.limit;
+
+    if (worker.chan_fd < 0)
+        return;
+    worker.chan_out.limit = 0;
+    ipc_send(&worker.chan_out, type, a, alen, b, blen);
+    worker.chan_out.limit = limit;
+}
+
 static void send_pair(enum ipc_type type, snow_pid first, snow_pid second,
                       const char *text)
 {
@@ -258,7 +274,15 @@ static void send_pair(enum ipc_type type, snow_pid first, snow_pid second,
 
     ipc_put_u64(p, first);
     ipc_put_u64(p + 8, second);
-    channel_send(type, p, sizeof p, text, text ? strlen(text) : 0);
+    send_control(type, p, sizeof p, text, text ? strlen(text) : 0);
+}
+
+void channel_unregister(snow_pid pid, const char *name, size_t len)
+{
+    uint8_t p[8];
+
+    ipc_put_u64(p, pid);
+    send_control(IPC_UNREGISTER, p, sizeof p, name, len);
 }
 
 void channel_remote_monitor(snow_pid watcher, snow_pid target)

@@ -44,6 +44,9 @@ void channel_remote_demonitor(snow_pid watcher, snow_pid target);
 void channel_remote_down(snow_pid watcher, snow_pid target,
                          const char *reason);
 
+/* Tells the master that `name` of pid is free again. */
+void channel_unregister(snow_pid pid, const char *name, size_t len);
+
 void channel_close(void);
 
 #endif

@@ -83,11 +83,17 @@ static void spawn(unsigned s);
 
 /* ---- sending ---------------------------------------------------------- */
 
+/* What the master itself says (registry changes, replies, DOWNs) is never
+ * refused for a full channel: only forwarded tells are bounded. */
 static void send_to(struct slot *sl, enum ipc_type type, const void *a,
                     size_t alen, const void *b, size_t blen)
 {
-    if (sl->pid && sl->fd >= 0)
-        ipc_send(&sl->out, type, a, alen, b, blen);
+    if (!sl->pid || sl->fd < 0)
+        return;
+    size_t limit = sl->out.limit;
+    sl->out.limit = 0;
+    ipc_send(&sl->out, type, a, alen, b, blen);
+    sl->out.limit = limit;
 }
 
 static void broadcast(enum ipc_type type, const void *a, size_t alen,
@@ -213,7 +219,14 @@ static void route(struct slot *from, const struct ipc_hdr *h,
 
     if (pid_is_live(to)) {
         struct slot *dst = &m.slots[(to >> 48) & 0xff];
-        if (ipc_forward(&dst->out, b - sizeof *h, sizeof *h + h->len) == 0)
+        /* Only tells count against the bound: monitor traffic is bounded
+         * by the monitors actors hold, and losing it would lose a DOWN. */
+        size_t limit = dst->out.limit;
+        if (h->type != IPC_TELL)
+            dst->out.limit = 0;
+        int rc = ipc_forward(&dst->out, b - sizeof *h, sizeof *h + h->len);
+        dst->out.limit = limit;
+        if (rc == 0)
             return;
         m.dropped++;
         if (ev_now(m.loop) - m.dropped_logged >= 1.0) {

@@ -228,10 +228,8 @@ static void exited(struct actor *a, const char *reason)
     (void)reason;
     if (!name)
         return;
-    uint8_t p[8];
-    ipc_put_u64(p, a->pid);
     names_del(&worker.names, name, strlen(name), a->pid);
-    channel_send(IPC_UNREGISTER, p, sizeof p, name, strlen(name));
+    channel_unregister(a->pid, name, strlen(name));
 }
 
 static const struct actor_hooks hooks = {
