@@ -143,8 +143,14 @@ static struct {
 	int idle;
 	int binary;
 	int quiet;
-	int pid;
+	int pid;                   /* first of pids[], 0 = none */
 } opt = { "127.0.0.1", 0, "/echo", 100, 32, 1, 10, 2, 0, 0, 0, 0 };
+
+/* -P PID[,PID...]: every process of the server (e.g. a master and its
+ * workers); CPU time and VmRSS are summed over all of them. */
+#define MAX_PIDS 64
+static int pids[MAX_PIDS];
+static int npids;
 
 static struct conn *conns;
 static int epfd;
@@ -246,6 +252,82 @@ static long long proc_rss_bytes(int pid)
 	}
 	fclose(f);
 	return kb < 0 ? -1 : kb * 1024;
+}
+
+/* Sums over pids[]; per-pid ticks go to per[] when it is not NULL.
+ * Fails if any of the processes cannot be read. */
+static int proc_cpu_ticks_all(unsigned long long *ticks,
+			      unsigned long long *user_ticks,
+			      unsigned long long *per)
+{
+	unsigned long long t = 0, u = 0;
+	for (int i = 0; i < npids; i++) {
+		unsigned long long ti, ui;
+		if (proc_cpu_ticks(pids[i], &ti, &ui) != 0)
+			return -1;
+		t += ti;
+		u += ui;
+		if (per)
+			per[i] = ti;
+	}
+	*ticks = t;
+	*user_ticks = u;
+	return 0;
+}
+
+static long long proc_rss_bytes_all(void)
+{
+	long long sum = 0;
+	for (int i = 0; i < npids; i++) {
+		long long r = proc_rss_bytes(pids[i]);
+		if (r < 0)
+			return -1;
+		sum += r;
+	}
+	return sum;
+}
+
+/* Busy CPU ticks of the whole machine (all CPUs, everything but idle and
+ * iowait), from the first line of /proc/stat.  With the server's and our
+ * own CPU time it shows how much other load ran during the measurement. */
+static int machine_busy_ticks(unsigned long long *busy)
+{
+	char buf[512];
+	int fd = open("/proc/stat", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	unsigned long long v[10] = { 0 };
+	int k = sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+		       &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+	if (k < 4)
+		return -1;
+	/* guest time (v[8], v[9]) is already included in user and nice */
+	*busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+	return 0;
+}
+
+static void parse_pids(const char *arg)
+{
+	char *copy = strdup(arg), *save = NULL;
+	if (!copy) {
+		perror("strdup");
+		exit(2);
+	}
+	for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		int pid = atoi(tok);
+		if (pid <= 0 || npids == MAX_PIDS) {
+			fprintf(stderr, "loadgen: bad or too many pids in -P '%s'\n", arg);
+			exit(2);
+		}
+		pids[npids++] = pid;
+	}
+	free(copy);
+	opt.pid = npids ? pids[0] : 0;
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -660,10 +742,10 @@ static void usage(const char *argv0)
 {
 	fprintf(stderr,
 		"usage: %s -p port [-h host] [-u path] [-c conns] [-s size] [-w window]\n"
-		"          [-d seconds] [-W warmup_seconds] [-k] [-b] [-q] [-P server_pid]\n"
+		"          [-d seconds] [-W warmup_seconds] [-k] [-b] [-q] [-P pid[,pid...]]\n"
 		"  -k  idle mode: hold connections open without traffic\n"
 		"  -b  binary frames (default text)\n"
-		"  -P  sample CPU time / VmRSS of this pid at the measurement edges\n",
+		"  -P  sample CPU time / VmRSS of these pids (summed) at the measurement edges\n",
 		argv0);
 	exit(2);
 }
@@ -701,7 +783,7 @@ int main(int argc, char **argv)
 		case 'k': opt.idle = 1; break;
 		case 'b': opt.binary = 1; break;
 		case 'q': opt.quiet = 1; break;
-		case 'P': opt.pid = atoi(optarg); break;
+		case 'P': parse_pids(optarg); break;
 		default: usage(argv[0]);
 		}
 	}
@@ -751,7 +833,7 @@ int main(int argc, char **argv)
 
 	long long rss_before = -1, rss_after = -1;
 	if (opt.pid && opt.idle)
-		rss_before = proc_rss_bytes(opt.pid);
+		rss_before = proc_rss_bytes_all();
 
 	/* Phase deadlines.  Establishing is bounded: 10 s plus 1 s per 1000 conns. */
 	uint64_t t0 = now_ns();
@@ -760,6 +842,9 @@ int main(int argc, char **argv)
 	int phase = 0;                  /* 0 establishing, 1 warmup/ready-wait, 2 measuring/idle hold */
 	uint64_t meas_start = 0, meas_end = 0;
 	unsigned long long cpu_t0 = 0, cpu_t1 = 0, user_t0 = 0, user_t1 = 0;
+	unsigned long long per_t0[MAX_PIDS] = { 0 }, per_t1[MAX_PIDS] = { 0 };
+	unsigned long long mach_t0 = 0, mach_t1 = 0;
+	int mach_ok = 0;
 	int cpu_ok = 0;
 	double self_cpu0 = 0, self_cpu1 = 0;
 	int next = 0;
@@ -799,7 +884,7 @@ int main(int argc, char **argv)
 		if (phase == 1 && t >= phase_end) {
 			if (opt.idle) {
 				if (opt.pid)
-					rss_after = proc_rss_bytes(opt.pid);
+					rss_after = proc_rss_bytes_all();
 				printf("{\"mode\":\"idle\",\"connections\":%d,\"established\":%d,\"errors\":%llu",
 				       opt.nconn, n_open, (unsigned long long)errors);
 				if (opt.pid && rss_before >= 0 && rss_after >= 0)
@@ -816,8 +901,9 @@ int main(int argc, char **argv)
 				memset(hist, 0, sizeof hist);
 				hist_total = 0;
 				if (opt.pid)
-					cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t0, &user_t0) == 0;
+					cpu_ok = proc_cpu_ticks_all(&cpu_t0, &user_t0, per_t0) == 0;
 				self_cpu0 = cpu_self_s();
+				mach_ok = machine_busy_ticks(&mach_t0) == 0;
 				meas_start = now_ns();
 				fprintf(stderr, "MEASURE_START\n");
 				fflush(stderr);
@@ -830,8 +916,10 @@ int main(int argc, char **argv)
 			if (!opt.idle) {
 				meas_end = now_ns();
 				if (opt.pid && cpu_ok)
-					cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t1, &user_t1) == 0;
+					cpu_ok = proc_cpu_ticks_all(&cpu_t1, &user_t1, per_t1) == 0;
 				self_cpu1 = cpu_self_s();
+				if (mach_ok)
+					mach_ok = machine_busy_ticks(&mach_t1) == 0;
 				measuring = 0;
 				fprintf(stderr, "MEASURE_END\n");
 				fflush(stderr);
@@ -844,8 +932,10 @@ int main(int argc, char **argv)
 				return 1;
 			meas_end = now_ns();
 			if (opt.pid && cpu_ok)
-				cpu_ok = proc_cpu_ticks(opt.pid, &cpu_t1, &user_t1) == 0;
+				cpu_ok = proc_cpu_ticks_all(&cpu_t1, &user_t1, per_t1) == 0;
 			self_cpu1 = cpu_self_s();
+			if (mach_ok)
+				mach_ok = machine_busy_ticks(&mach_t1) == 0;
 			measuring = 0;
 			fprintf(stderr, "MEASURE_END\n");
 			fflush(stderr);
@@ -895,6 +985,21 @@ int main(int argc, char **argv)
 			       round_trips ? cpu_s * 1e6 / (double)round_trips : 0.0);
 			printf(",\"server_user_us_per_rt\":%.3f",
 			       round_trips ? user_s * 1e6 / (double)round_trips : 0.0);
+			if (npids > 1) {
+				printf(",\"server_pids\":[");
+				for (int i = 0; i < npids; i++)
+					printf("%s%d", i ? "," : "", pids[i]);
+				printf("],\"server_cpu_s_per_pid\":[");
+				for (int i = 0; i < npids; i++)
+					printf("%s%.3f", i ? "," : "",
+					       (double)(per_t1[i] - per_t0[i]) / hz);
+				printf("]");
+			}
+		}
+		if (mach_ok) {
+			double hz = (double)sysconf(_SC_CLK_TCK);
+			printf(",\"machine_busy_cpu_s\":%.3f,\"ncpu\":%ld",
+			       (double)(mach_t1 - mach_t0) / hz, sysconf(_SC_NPROCESSORS_ONLN));
 		}
 		printf("}\n");
 		fflush(stdout);

@@ -259,8 +259,10 @@ SNOW_API int64_t snow_timer(snow_actor *self, uint64_t after_ms,
 SNOW_API int snow_timer_cancel(snow_actor *self, int64_t id);
 
 /* Asks for a SNOW_MSG_DOWN message when actor `pid` ends, with the
- * reason.  When it has already ended, the DOWN comes at once with reason
- * "noproc".  Each call gives one DOWN. */
+ * reason.  Each call gives exactly one DOWN.  When the actor had already
+ * ended by the time the request reached it, the reason is "noproc", as
+ * in Erlang: for an actor of another worker the request travels through
+ * the master, so an actor that ends meanwhile gives "noproc" too. */
 SNOW_API int snow_monitor(snow_actor *self, snow_pid pid);
 
 /* Crashes this actor once the current callback returns, with `reason`

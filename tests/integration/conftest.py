@@ -4,16 +4,21 @@ The real daemon is started as a subprocess on a free loopback port with a
 configuration written for each test.  Everything speaks to it over plain
 sockets so that any byte sequence can be sent.
 
+snowd runs as a master (the process the tests start) and `workers`
+worker processes, its children.  The default config asks for one worker;
+tests of the process model ask for more.
+
 Environment:
   SNOWD          path to the snowd binary (default: <top_builddir>/snowd,
                  <top_builddir> being $top_builddir or the repository root)
   SNOWD_PLUGINS  colon-separated plugin .so files linked into a temporary
-                 plugin_dir (default: the build tree's echo.so and
-                 testkit.so)
+                 plugin_dir (default: the build tree's echo.so, counter.so,
+                 ticker.so, testkit.so and actorkit.so)
 """
 import base64
 import hashlib
 import os
+import re
 import select
 import signal
 import socket
@@ -56,7 +61,10 @@ def plugin_files():
         files = [Path(p) for p in env.split(":") if p]
     else:
         files = [TOP_BUILDDIR / "plugins/.libs/echo.so",
-                 TOP_BUILDDIR / "tests/plugins/.libs/testkit.so"]
+                 TOP_BUILDDIR / "plugins/.libs/counter.so",
+                 TOP_BUILDDIR / "plugins/.libs/ticker.so",
+                 TOP_BUILDDIR / "tests/plugins/.libs/testkit.so",
+                 TOP_BUILDDIR / "tests/plugins/.libs/actorkit.so"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing or not files:
         pytest.fail("plugin(s) not found: " + ", ".join(missing) +
@@ -84,6 +92,17 @@ DEFAULT_ROUTES = {
     "/proto": {"handler": "testkit", "subprotocols": "chat.v2, chat.v1, x"},
     "/origin": {"handler": "testkit",
                 "origins": "https://good.example http://localhost:8080"},
+    "/actors": {"handler": "actorkit"},
+    "/counter": {"handler": "counter"},
+    "/ticker": {"handler": "ticker"},
+}
+
+# One worker unless a test asks for more (server={"workers": N}), so that
+# every connection of a test meets the same process; None leaves a key
+# out (workers = auto).
+DEFAULT_SERVER = {
+    "log_level": "debug",
+    "workers": "1",
 }
 
 DEFAULT_LIMITS = {
@@ -100,7 +119,7 @@ def render_config(port, plugin_dir, limits=None, routes=None, server=None,
     for addr in (listens or [f"127.0.0.1:{port}"]):
         lines.append(f"listen = {addr}")
     lines.append(f"plugin_dir = {plugin_dir}")
-    srv = {"log_level": "debug"}
+    srv = dict(DEFAULT_SERVER)
     srv.update(server or {})
     for k, v in srv.items():
         if v is not None:
@@ -132,11 +151,123 @@ def make_plugin_dir(directory, extra=None):
     return directory
 
 
+# ---- processes -------------------------------------------------------------------
+
+def _proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def pid_alive(pid):
+    """True while pid is a process that has not ended (zombies have)."""
+    st = _proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def worker_pids(master_pid):
+    """The master's child processes (its workers), sorted."""
+    kids = set()
+    try:
+        for task in os.listdir(f"/proc/{master_pid}/task"):
+            try:
+                with open(f"/proc/{master_pid}/task/{task}/children") as f:
+                    kids.update(int(p) for p in f.read().split())
+            except FileNotFoundError:
+                pass
+    except FileNotFoundError:
+        return []
+    if not kids and not os.path.exists(f"/proc/{master_pid}/task/"
+                                       f"{master_pid}/children"):
+        # Kernels without /proc/PID/task/TID/children: scan parent pids.
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                st = _proc_stat(d)
+                if st and int(st[1]) == master_pid:
+                    kids.add(int(d))
+    return sorted(p for p in kids if pid_alive(p))
+
+
+def proc_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def proc_cpu_ticks(pid):
+    st = _proc_stat(pid)
+    return 0 if st is None else int(st[11]) + int(st[12])   # utime + stime
+
+
+def proc_maps(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return f.read()
+
+
+def wait_until(predicate, timeout, interval=0.02):
+    """Polls predicate until it returns a true value (returned) or the
+    time is up (the last value is returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def _tcp_inode(local_port, remote_port):
+    """The inode of the IPv4 socket 127.0.0.1:local_port connected to
+    remote_port, from /proc/net/tcp, or None."""
+    want_l, want_r = f"{local_port:04X}", f"{remote_port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if (fields[1].endswith(":" + want_l) and
+                    fields[2].endswith(":" + want_r)):
+                return fields[9]
+    return None
+
+
+def serving_pid(daemon, client, timeout=5.0):
+    """The worker process holding the server side of client's socket."""
+    local = client.sock.getsockname()[1]
+
+    def find():
+        inode = _tcp_inode(daemon.port, local)
+        if inode is None:
+            return None
+        target = f"socket:[{inode}]"
+        for pid in daemon.worker_pids():
+            try:
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    try:
+                        if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                            return pid
+                    except OSError:
+                        pass
+            except OSError:
+                pass
+        return None
+    return wait_until(find, timeout)
+
+
+READY_RE = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
+DEATH_RE = re.compile(r"worker \d+ \(pid \d+\) (killed by signal|exited "
+                      r"with status [1-9]|did not answer)[^\n]*")
+
+
 # ---- the daemon ----------------------------------------------------------------
 
 class Daemon:
     def __init__(self, workdir, limits=None, routes=None, server=None,
-                 plugin_dir=None, listens=None, port=None):
+                 plugin_dir=None, listens=None, port=None, asan_options=None,
+                 worker_deaths_ok=False):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.binary = snowd_binary()
@@ -146,14 +277,28 @@ class Daemon:
         self.config.write_text(render_config(self.port, self.plugin_dir,
                                              limits, routes, server, listens))
         self.logfile = self.dir / "snowd.log"
+        self.asan_options = asan_options
+        # A worker that dies is respawned, so the master's exit status no
+        # longer shows a crash: check() reads the log for one, unless the
+        # test kills workers on purpose.
+        self.worker_deaths_ok = worker_deaths_ok
+        srv = dict(DEFAULT_SERVER)
+        srv.update(server or {})
+        w = srv.get("workers")
+        self.nworkers = int(w) if w and str(w).isdigit() else None
         self.proc = None
         self.checked = False
+        self.seen_workers = set()
 
     def start(self, wait=True):
         env = dict(os.environ)
         # Keep ASan's quarantine small so that RSS checks stay meaningful
         # under sanitizer builds (no effect on a plain build).
         env.setdefault("ASAN_OPTIONS", "quarantine_size_mb=16")
+        if self.asan_options:
+            # e.g. handle_segv=0: a test's deliberate SIGSEGV must reach
+            # the master as a signal, not as ASan's report and exit.
+            env["ASAN_OPTIONS"] += ":" + self.asan_options
         with open(self.logfile, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(self.binary), "-c", str(self.config)],
@@ -171,11 +316,19 @@ class Daemon:
             try:
                 with socket.create_connection(("127.0.0.1", self.port),
                                               timeout=0.5):
-                    return
+                    break
             except OSError:
                 time.sleep(0.02)
-        pytest.fail(f"snowd did not accept on port {self.port} within "
-                    f"{timeout}s:\n{self.log()}")
+        else:
+            pytest.fail(f"snowd did not accept on port {self.port} within "
+                        f"{timeout}s:\n{self.log()}")
+        # The master binds before it forks: wait for every worker's
+        # "ready" too (without failing here: the tests that need a worker
+        # find out soon enough).
+        want = self.nworkers or 1
+        wait_until(lambda: len(self.ready_workers()) >= want,
+                   max(0.0, deadline - time.monotonic()))
+        self.seen_workers.update(self.worker_pids())
 
     @property
     def pid(self):
@@ -198,12 +351,61 @@ class Daemon:
             time.sleep(0.02)
         return False
 
+    def log_mark(self):
+        """A position in the log, for wait_log_re(..., start=mark)."""
+        return len(self.log())
+
+    def wait_log_re(self, pattern, timeout=5.0, start=0):
+        """The first match of the regular expression in the log after
+        `start`, waiting up to timeout; None if it never appears."""
+        rx = re.compile(pattern)
+        return wait_until(lambda: rx.search(self.log(), start), timeout)
+
+    def ready_workers(self):
+        """slot -> pid of the latest "worker N (pid P) ready" line of each
+        slot."""
+        return {int(m.group(1)): int(m.group(2))
+                for m in READY_RE.finditer(self.log())}
+
+    def wait_respawn(self, slot, old_pid, timeout=15.0):
+        """Waits for slot's ready line with a pid other than old_pid and
+        returns that pid."""
+        def new_pid():
+            pid = self.ready_workers().get(slot)
+            return pid if pid and pid != old_pid else None
+        pid = wait_until(new_pid, timeout)
+        assert pid, (f"worker {slot} (pid {old_pid}) was not respawned "
+                     f"within {timeout}s:\n{self.log()[-3000:]}")
+        self.seen_workers.add(pid)
+        return pid
+
+    def worker_pids(self):
+        pids = worker_pids(self.pid)
+        self.seen_workers.update(pids)
+        return pids
+
+    def master_rss_kib(self):
+        return proc_rss_kib(self.pid)
+
+    def workers_rss_kib(self):
+        """The RSS of every worker, summed: where connections and actors
+        live."""
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                total += proc_rss_kib(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        return total
+
     def rss_kib(self):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        """The whole daemon: master and workers."""
+        return self.master_rss_kib() + self.workers_rss_kib()
+
+    def cpu_ticks(self):
+        """CPU time of the master and its current workers, in ticks."""
+        return sum(proc_cpu_ticks(p) for p in [self.pid] +
+                   self.worker_pids())
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -221,11 +423,47 @@ class Daemon:
         c.handshake(path, **kw)
         return c
 
+    def kit(self, timeout=10.0):
+        """A KitClient on /actors."""
+        return KitClient(self.port, timeout=timeout)
+
+    def kits_on_slots(self, slots, tries=64, timeout=10.0):
+        """One KitClient on each of the worker slots in `slots`: opens
+        connections (at most `tries`) until every slot has one; extras are
+        closed."""
+        found = {}
+        for _ in range(tries):
+            k = self.kit(timeout=timeout)
+            if k.slot in slots and k.slot not in found:
+                found[k.slot] = k
+            else:
+                k.close()
+            if len(found) == len(slots):
+                return found
+        for k in found.values():
+            k.close()
+        pytest.fail(f"{tries} connections reached only worker(s) "
+                    f"{sorted(found)} of {sorted(slots)}")
+
+    def leftover_workers(self):
+        """Workers seen during the test that still run (after the master
+        has gone, there must be none)."""
+        left = []
+        for pid in self.seen_workers:
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if "snowd" in comm and pid_alive(pid):
+                left.append(pid)
+        return left
+
     def stop(self):
         """SIGTERM, bounded wait, then the crash and sanitizer checks."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            self.worker_pids()
             self.proc.send_signal(signal.SIGTERM)
             self.wait_exit()
         self.check()
@@ -235,11 +473,25 @@ class Daemon:
             return
         self.checked = True
         rc = self.proc.returncode
+        # Workers die with their master; give orphans a moment, then make
+        # sure none is left behind (and end any that is: they are ours).
+        wait_until(lambda: not self.leftover_workers(), 3.0)
+        left = self.leftover_workers()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         log = self.log()
         assert rc is None or rc >= 0, \
             f"snowd died from signal {-rc}:\n{log}"
         for mark in SANITIZER_MARKS:
             assert mark not in log, f"sanitizer report in the log:\n{log}"
+        if not self.worker_deaths_ok:
+            deaths = [m.group(0) for m in DEATH_RE.finditer(log)]
+            assert not deaths, f"a worker died: {deaths}\n{log[-3000:]}"
+        assert not left, (f"worker(s) {left} outlived the master "
+                          f"(exit {rc}):\n{log[-3000:]}")
 
 
 @pytest.fixture
@@ -550,6 +802,143 @@ class RawClient:
         if eof:
             assert self.wait_eof(timeout), "server did not close the socket"
         return f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- the actorkit command client ----------------------------------------------
+
+def parse_line(line):
+    """Splits an actorkit line into a dict: "_" holds the leading words
+    ("me", "info down", ...), then key=value pairs; a word without "="
+    continues the previous value ("reason=crashed: boom").  Everything
+    after " data=" is the value of "data", whole."""
+    out = {}
+    data = None
+    if " data=" in line:
+        line, data = line.split(" data=", 1)
+    head, key = [], None
+    for tok in line.split(" "):
+        if "=" in tok:
+            key, value = tok.split("=", 1)
+            out[key] = value
+        elif key is None:
+            head.append(tok)
+        else:
+            out[key] += " " + tok
+    out["_"] = " ".join(head)
+    if data is not None:
+        out["data"] = data
+    return out
+
+
+class KitClient:
+    """A connection to the actorkit handler (tests/plugins/actorkit.c):
+    each command gets one reply; the "info ..." lines its on_info forwards
+    may come at any time and are kept in self.infos until asked for."""
+
+    def __init__(self, port, path="/actors", timeout=10.0):
+        self.raw = RawClient(port, timeout=timeout)
+        self.raw.handshake(path)
+        self.timeout = timeout
+        self.infos = []
+        me = self.cmd_kv("whoami")
+        assert me["_"] == "me", me
+        self.slot = int(me["slot"])
+        self.ospid = int(me["ospid"])
+        self.pid = int(me["pid"])
+
+    def send(self, text):
+        """A command without a reply (fail, crash, segv, ...)."""
+        self.raw.send_text(text)
+
+    def _next(self, timeout):
+        # Wait for the start of a frame here, then read it whole, so that
+        # a timeout never leaves half a frame read.
+        if not self.raw.buf:
+            r, _, _ = select.select([self.raw.sock], [], [], timeout)
+            if not r:
+                raise TimeoutError("no message from the server in time")
+        msg = self.raw.recv_text(max(timeout, 5.0))
+        if msg.startswith("info "):
+            self.infos.append(msg)
+            return None
+        return msg
+
+    def cmd(self, text, timeout=None):
+        """Sends a command and returns its reply."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self.raw.send_text(text)
+        while True:
+            msg = self._next(max(0.0, deadline - time.monotonic()))
+            if msg is not None:
+                return msg
+
+    def cmd_kv(self, text, timeout=None):
+        return parse_line(self.cmd(text, timeout))
+
+    def whereis(self, name):
+        return int(self.cmd_kv(f"whereis {name}")["pid"])
+
+    def wait_whereis(self, name, pred=bool, timeout=10.0):
+        """Polls whereis until pred(pid) holds (the registry copies follow
+        the master's asynchronously); returns the pid, or fails."""
+        last = []
+
+        def check():
+            last.append(self.whereis(name))
+            return pred(last[-1])
+        assert wait_until(check, timeout), \
+            f"whereis {name}: no fitting pid in {timeout}s (last {last[-1]})"
+        return last[-1]
+
+    def wait_info(self, match=None, timeout=None):
+        """The first info line (parsed) for which match(parsed) is true;
+        it is removed from self.infos.  Fails after timeout."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        match = match or (lambda i: True)
+        while True:
+            for i, line in enumerate(self.infos):
+                info = parse_line(line)
+                if match(info):
+                    del self.infos[i]
+                    return info
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"no matching info within {timeout}s; "
+                    f"have {self.infos!r}")
+            try:
+                msg = self._next(left)
+            except TimeoutError:
+                continue
+            assert msg is None, f"unexpected reply {msg!r}"
+
+    def drain_infos(self, seconds):
+        """Collects the info lines arriving within `seconds`; returns every
+        one held (parsed) and forgets them."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                msg = self._next(left)
+            except TimeoutError:
+                break
+            assert msg is None, f"unexpected reply {msg!r}"
+        out = [parse_line(line) for line in self.infos]
+        self.infos = []
+        return out
+
+    def close(self):
+        self.raw.close()
 
     def __enter__(self):
         return self

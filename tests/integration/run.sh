@@ -5,7 +5,9 @@
 here=$(cd "$(dirname "$0")" && pwd)
 top=${top_builddir:-$(cd "$here/../.." && pwd)}
 SNOWD=${SNOWD:-$top/snowd}
-SNOWD_PLUGINS=${SNOWD_PLUGINS:-$top/plugins/.libs/echo.so:$top/tests/plugins/.libs/testkit.so}
+plugins=$top/plugins/.libs
+kits=$top/tests/plugins/.libs
+SNOWD_PLUGINS=${SNOWD_PLUGINS:-$plugins/echo.so:$plugins/counter.so:$plugins/ticker.so:$kits/testkit.so:$kits/actorkit.so}
 PYTHONDONTWRITEBYTECODE=1
 export SNOWD SNOWD_PLUGINS PYTHONDONTWRITEBYTECODE
 /usr/bin/python3 -m pytest -q -p no:cacheprovider "$here" "$@"

@@ -13,12 +13,6 @@ ROUTES = {
 }
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])   # utime + stime
-
-
 def echo_works(d, timeout=5.0):
     with RawClient(d.port, timeout=timeout) as c:
         c.handshake("/echo")
@@ -39,12 +33,15 @@ def test_close_begun_in_on_open_times_out_without_spinning(snowd_factory):
         assert c.wait_eof(timeout=5), "close_timeout did not close it"
         assert b"\x89" not in c.buf[:1], c.buf
     assert echo_works(d)
-    cpu = cpu_ticks(d.proc.pid)
+    # The sweep runs in the worker: count the master and its workers.
+    workers = d.worker_pids()
+    cpu = d.cpu_ticks()
     time.sleep(3)   # past idle_timeout: the sweep must not loop
     assert echo_works(d, timeout=3)
     assert d.log().count("idle timeout") < 5, d.log()[-2000:]
+    assert d.worker_pids() == workers, "a worker was replaced"
     # A spinning sweep would burn the whole 3 s (300 ticks).
-    assert cpu_ticks(d.proc.pid) - cpu < 150
+    assert d.cpu_ticks() - cpu < 150
 
 
 def test_reset_while_handler_sends_is_contained(snowd_factory):
