@@ -186,7 +186,7 @@ static void end(struct service *s, const char *crash)
     if (!restart)
         return;
     if (!within_intensity(d, worker_now_ms())) {
-        log_error("service '%s' crashed %u times within %.1fs; escalating: "
+        log_error("service '%s' ended %u times within %.1fs; escalating: "
                   "worker %u exits", desc->name, d->max_restarts + 1,
                   d->window_ms / 1000.0, worker.slot);
         _exit(3);

@@ -223,11 +223,13 @@ SNOW_API snow_pid snow_self(snow_actor *self);
 
 /* Copies len bytes (at most SNOW_MSG_MAX) into a message with `tag` for
  * actor `to`, in this worker or another.  Messages from one sender to one
- * receiver arrive in the order sent.  Returns 0 once queued;
- * -SNOW_EFULL when the receiver's mailbox holds mailbox_limit messages
- * (or the channel to its worker is full); -SNOW_ENOENT when `to` is in
- * this worker and has ended.  A message to an ended actor elsewhere is
- * dropped silently, as in Erlang: monitor it to learn that it ended. */
+ * receiver arrive in the order sent.  Returns 0 once queued.  For an
+ * actor of this worker: -SNOW_EFULL when its mailbox holds mailbox_limit
+ * messages, -SNOW_ENOENT when it has ended.  For an actor of another
+ * worker: -SNOW_EFULL when the channel to the master is full; the
+ * mailbox is checked on arrival, and a message that finds it full, or
+ * finds the actor ended, is dropped and counted, as Erlang drops
+ * messages to dead processes: reply or monitor to know. */
 SNOW_API int snow_tell(snow_actor *self, snow_pid to, uint32_t tag,
                        const void *data, size_t len);
 
