@@ -80,6 +80,7 @@ static struct {
 } m;
 
 static void spawn(unsigned s);
+static bool within_intensity(ev_tstamp now);
 
 /* ---- sending ---------------------------------------------------------- */
 
@@ -299,10 +300,10 @@ static void describe_running(unsigned s, char *out, size_t cap)
                  m.status[s].labels[running - 1]);
 }
 
-static void log_death(unsigned s, pid_t pid, int status)
+static void log_death(unsigned s, pid_t pid, int status, bool respawn)
 {
     char running[STATUS_LABEL_LEN + 32];
-    const char *then = m.stopping ? "" : "; respawning";
+    const char *then = respawn ? "; respawning" : "";
 
     describe_running(s, running, sizeof running);
     if (WIFSIGNALED(status)) {
@@ -390,7 +391,8 @@ static void on_death(unsigned s, int status)
     unsigned gen = sl->generation;
     pid_t pid = sl->pid;
 
-    log_death(s, pid, status);
+    bool respawn = !m.stopping && within_intensity(ev_now(m.loop));
+    log_death(s, pid, status, respawn);
     clear_slot(sl);
     snow_pid mask = (0xffULL << 48) | (0xffffULL << 32);
     snow_pid value = ((snow_pid)s << 48) | ((snow_pid)gen << 32);
@@ -405,7 +407,7 @@ static void on_death(unsigned s, int status)
             ev_break(m.loop, EVBREAK_ALL);
         return;
     }
-    if (!within_intensity(ev_now(m.loop))) {
+    if (!respawn) {
         log_error("too many worker deaths: %u within %.0fs (max_restarts = "
                   "%llu); giving up", m.ndeaths,
                   m.cfg->restart_window / 1000.0,

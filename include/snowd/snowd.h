@@ -140,7 +140,8 @@ struct snow_service {
     enum snow_restart restart;
     size_t state_size;         /* zeroed state, fresh at every start */
 
-    /* Restart intensity: more than max_restarts crashes within
+    /* Restart intensity: more than max_restarts restarts (after crashes,
+     * or after normal ends of a permanent service) within
      * restart_window_ms escalate to the worker, which exits and is
      * restarted by the master.  0 = defaults (3 within 5000 ms). */
     unsigned max_restarts;

@@ -293,8 +293,12 @@ class Daemon:
     def start(self, wait=True):
         env = dict(os.environ)
         # Keep ASan's quarantine small so that RSS checks stay meaningful
-        # under sanitizer builds (no effect on a plain build).
-        env.setdefault("ASAN_OPTIONS", "quarantine_size_mb=16")
+        # under sanitizer builds (no effect on a plain build), also when
+        # the caller sets other options (scripts/test.sh does).
+        asan = env.get("ASAN_OPTIONS", "")
+        if "quarantine_size_mb" not in asan:
+            asan = ":".join(o for o in (asan, "quarantine_size_mb=16") if o)
+        env["ASAN_OPTIONS"] = asan
         if self.asan_options:
             # e.g. handle_segv=0: a test's deliberate SIGSEGV must reach
             # the master as a signal, not as ASan's report and exit.
