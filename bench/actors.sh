@@ -67,7 +67,16 @@ record() {
 			"$c" "$target" "$CUR_WORKERS" "${line#\{}" >>"$OUT"
 		case $line in
 		*'"ok": true'* | *'"ok":true'*) ;;
-		*) FAILED=1; log "FAILED/LOST: $c: $line" ;;
+		*)
+			if [ "$target" = 0 ]; then
+				# The contended check: a tell from another worker that
+				# finds the mailbox full is dropped on arrival (its sender
+				# was already told it was queued), so loss is possible
+				# here by design; the daemon logs and counts it.
+				log "contended check lost messages (by design, see README): $c: $line"
+			else
+				FAILED=1; log "FAILED/LOST: $c: $line"
+			fi ;;
 		esac
 	done
 }

@@ -22,6 +22,27 @@
 /* How long snow_register waits for the master. */
 #define REGISTER_WAIT_MS 5000
 
+/* A sender on another worker was told its message was queued, so a
+ * full mailbox on arrival can only be logged (once a second) and
+ * counted. */
+static void log_dropped_tell(snow_pid to)
+{
+    static ev_tstamp logged;
+    static uint64_t since;
+    ev_tstamp now = ev_now(worker.loop);
+
+    since++;
+    if (now - logged < 1.0)
+        return;
+    log_warn("actor %llu: mailbox full (mailbox_limit %llu); dropped %llu "
+             "message(s) from other workers",
+             (unsigned long long)to,
+             (unsigned long long)worker.cfg->mailbox_limit,
+             (unsigned long long)since);
+    logged = now;
+    since = 0;
+}
+
 static void handle_tell(const uint8_t *b, size_t len)
 {
     snow_pid to = ipc_get_u64(b);
@@ -31,8 +52,12 @@ static void handle_tell(const uint8_t *b, size_t len)
      * straight back. */
     if (!actor_pid_is_local(to))
         return;
-    actor_tell(ipc_get_u64(b + 8), to, (enum snow_msg_type)ipc_get_u32(b + 16),
-               ipc_get_u32(b + 20), b + IPC_TELL_HDR, len - IPC_TELL_HDR);
+    int rc = actor_tell(ipc_get_u64(b + 8), to,
+                        (enum snow_msg_type)ipc_get_u32(b + 16),
+                        ipc_get_u32(b + 20), b + IPC_TELL_HDR,
+                        len - IPC_TELL_HDR);
+    if (rc == -SNOW_EFULL)
+        log_dropped_tell(to);
 }
 
 static void handle_down(const uint8_t *b, size_t len)
