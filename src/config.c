@@ -257,6 +257,16 @@ static void route_key(struct loader *ld, const char *name, const char *value)
     } else if (strcmp(name, "origins") == 0) {
         if (once(ld, 1u << 2, name) == 0)
             r->origins = split_words(value, &r->norigins);
+    } else if (strcmp(name, "backpressure") == 0) {
+        if (once(ld, 1u << 3, name) != 0)
+            return;
+        if (strcmp(value, "close") == 0)
+            r->backpressure = BACKPRESSURE_CLOSE;
+        else if (strcmp(value, "drop") == 0)
+            r->backpressure = BACKPRESSURE_DROP;
+        else
+            report(ld, ld->line, "backpressure: '%s' is not 'close' or "
+                   "'drop'", value);
     } else {
         report(ld, ld->line, "unknown key '%s' in [%s]", name, ld->section);
     }

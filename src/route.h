@@ -12,6 +12,12 @@
 
 struct snow_handler;
 
+/* What happens to a connection whose output passes max_backpressure. */
+enum backpressure_policy {
+    BACKPRESSURE_CLOSE = 0,   /* close it with 1008 (the default) */
+    BACKPRESSURE_DROP         /* drop room messages; sends fail */
+};
+
 struct route {
     char *path;                          /* exact match, e.g. "/echo" */
     char *handler_name;
@@ -20,6 +26,7 @@ struct route {
     size_t nprotocols;
     char **origins;                      /* empty: any origin */
     size_t norigins;
+    enum backpressure_policy backpressure;
     unsigned line;                       /* of the [route] header */
     unsigned label;                      /* the handler's status label */
 };

@@ -1,5 +1,5 @@
 /*
- * snowd.h - the plugin API of snowd, version 2.
+ * snowd.h - the plugin API of snowd, version 3.
  *
  * A plugin is a shared object that exports exactly one symbol, the
  * descriptor made by SNOW_PLUGIN().  snowd dlopen()s every *.so in its
@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever a struct below changes shape.  A plugin built against a
  * different version is refused at load time with a log line. */
-#define SNOW_ABI_VERSION 2
+#define SNOW_ABI_VERSION 3
 
 #define SNOW_API __attribute__((visibility("default")))
 
@@ -73,9 +73,13 @@ enum snow_error {
 enum snow_msg_type {
     SNOW_MSG_TELL = 1,   /* from snow_tell/snow_tell_name; from = sender */
     SNOW_MSG_TIMER,      /* a timer fired; from = self, tag = its tag */
-    SNOW_MSG_DOWN        /* a monitored actor ended; from = that actor,
+    SNOW_MSG_DOWN,       /* a monitored actor ended; from = that actor,
                             data = the reason ("normal", "crashed: ...",
                             "noproc", "worker exited", ...) */
+    SNOW_MSG_ROOM,       /* a message published to `room`; from = the
+                            publisher, tag = its enum snow_kind */
+    SNOW_MSG_JOIN,       /* presence: actor `from` joined `room` */
+    SNOW_MSG_LEAVE       /* presence: actor `from` left `room` (or ended) */
 };
 
 struct snow_msg {
@@ -84,12 +88,18 @@ struct snow_msg {
     snow_pid from;
     const void *data;    /* borrowed for the call */
     size_t len;
+    const char *room;    /* ROOM, JOIN, LEAVE: the room, NUL-terminated;
+                            NULL for other types (ABI 3) */
 };
 
 /* Largest payload of one actor message. */
 #define SNOW_MSG_MAX (64 * 1024)
 /* Longest registered name, in bytes. */
 #define SNOW_NAME_MAX 64
+/* Longest room name, in bytes. */
+#define SNOW_ROOM_MAX 128
+/* Rooms one actor may be in at once. */
+#define SNOW_ROOMS_PER_ACTOR 1024
 
 struct snow_handler {
     /* Name used by `handler =` in a [route] section; unique in the daemon. */
@@ -191,7 +201,10 @@ SNOW_API void *snow_state(snow_actor *self);
 /* Queues one message to the client.  Text must be valid UTF-8.  The bytes
  * are copied or written before the call returns.  Fails with
  * -SNOW_ECLOSED once the connection is closing, -SNOW_ENOTCONN from a
- * service. */
+ * service.  When the output already queued is over max_backpressure the
+ * route's policy applies: with `backpressure = close` the connection is
+ * closed with 1008 and the call fails with -SNOW_ECLOSED; with `drop` the
+ * call fails with -SNOW_EFULL and nothing is queued. */
 SNOW_API int snow_send(snow_actor *self, enum snow_kind kind,
                        const void *data, size_t len);
 
@@ -277,6 +290,58 @@ SNOW_API int snow_fail(snow_actor *self, const char *reason);
  * is not restarted unless it is permanent; a connection closes with 1000.
  * Monitors get DOWN with reason "normal". */
 SNOW_API int snow_stop(snow_actor *self);
+
+
+/* ---- rooms ----------------------------------------------------------- */
+
+/* Rooms are named groups of actors across the whole daemon.  A room
+ * exists while it has members; its name is 1..SNOW_ROOM_MAX bytes of
+ * UTF-8 with no control characters.  An actor that ends leaves all its
+ * rooms. */
+
+enum snow_join_flag {
+    /* Room messages come to on_info as SNOW_MSG_ROOM instead of being
+     * written to the connection's socket.  Services always get them so. */
+    SNOW_JOIN_INFO = 1 << 0,
+    /* Also get SNOW_MSG_JOIN / SNOW_MSG_LEAVE through on_info when other
+     * actors join or leave the room. */
+    SNOW_JOIN_PRESENCE = 1 << 1
+};
+
+enum snow_publish_flag {
+    SNOW_PUBLISH_EXCLUDE_SELF = 1 << 0   /* the publisher does not get it */
+};
+
+/* Makes this actor a member of `room`.  By default a connection actor's
+ * room messages are written to its socket as WebSocket messages without
+ * running any plugin code.  Returns 0, -SNOW_EINVAL (bad name or flags),
+ * -SNOW_EEXIST (already a member), -SNOW_EFULL (SNOW_ROOMS_PER_ACTOR
+ * reached) or -SNOW_ECLOSED.  Once it returns, every message published
+ * afterwards, from any worker, reaches this actor. */
+SNOW_API int snow_join(snow_actor *self, const char *room);
+SNOW_API int snow_join_flags(snow_actor *self, const char *room,
+                             unsigned flags);
+
+/* Leaves `room`; -SNOW_ENOENT when this actor is not a member. */
+SNOW_API int snow_leave(snow_actor *self, const char *room);
+
+/* Sends one message to every member of `room`, on every worker.  The
+ * WebSocket frame is built once per worker and the same bytes are queued
+ * to every member connection.  Members get one publisher's messages in
+ * the order published.  The caller need not be a member.  Returns 0
+ * (also when the room has no members), -SNOW_EINVAL, -SNOW_EUTF8 (text
+ * that is not UTF-8), -SNOW_ETOOBIG (len > SNOW_MSG_MAX) or -SNOW_EFULL
+ * (the channel to the other workers is full: nobody got it).
+ * A member connection whose output is over max_backpressure gets its
+ * route's policy instead: closed with 1008, or the message dropped. */
+SNOW_API int snow_publish(snow_actor *self, const char *room,
+                          enum snow_kind kind, const void *data, size_t len,
+                          unsigned flags);
+
+/* Members of `room` in the whole daemon (0 when it has none), or
+ * -SNOW_EINVAL for a bad name.  This worker's members are counted
+ * exactly; other workers' counts follow within microseconds. */
+SNOW_API int64_t snow_room_size(const char *room);
 
 #ifdef __cplusplus
 }
