@@ -95,6 +95,8 @@ static int ticker_info(snow_actor *self, const struct snow_msg *msg)
     case SNOW_MSG_DOWN:
         unsubscribe(t, msg->from);
         break;
+    default:
+        break;
     }
     return 0;
 }
