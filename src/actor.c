@@ -12,7 +12,8 @@
  *   pid; a slot whose pid is 0 is empty (0 is never a pid).  Linear
  *   probing with backward-shift deletion, so there are no tombstones and
  *   the load factor stays at most TABLE_LOAD_NUM / TABLE_LOAD_DEN.
- * - a->nmsgs counts the SNOW_MSG_TELL messages in a's mailbox;
+ * - a->nmsgs counts the bounded messages in a's mailbox (tells, room
+ *   messages and presence events: see counts_against_limit);
  *   stats.queued counts every message in every live actor's mailbox.
  * - ACTOR_RUNNABLE is set while an actor is on the run queue or is being
  *   run by actor_run.  An actor that exits while it sits on the queue
@@ -278,6 +279,13 @@ static void table_remove(snow_pid pid)
 
 /* ---- messages and mailboxes --------------------------------------------- */
 
+/* Messages anyone can send as fast as they like are bounded by
+ * mailbox_limit; timers and DOWNs are bounded by what the actor holds. */
+static bool counts_against_limit(enum snow_msg_type type)
+{
+    return type != SNOW_MSG_TIMER && type != SNOW_MSG_DOWN;
+}
+
 static struct actor_msg *msg_new(enum snow_msg_type type, snow_pid from,
                                  uint32_t tag, const void *data, size_t len)
 {
@@ -363,7 +371,7 @@ static void mailbox_push(struct actor *a, struct actor_msg *m)
     else
         a->head = m;
     a->tail = m;
-    if (m->type == SNOW_MSG_TELL)
+    if (counts_against_limit(m->type))
         a->nmsgs++;
     rt.stats.queued++;
     if (!(a->flags & ACTOR_RUNNABLE)) {
@@ -466,6 +474,7 @@ int actor_start(struct actor *a, enum actor_kind kind)
     a->flags = 0;
     a->run_next = NULL;
     a->ext = NULL;
+    a->rooms = NULL;
     a->pid = rt.prefix | ++rt.serial;
     table_insert(rt.slots, rt.mask, a->pid, a);
     rt.stats.actors++;
@@ -486,7 +495,7 @@ int actor_tell(snow_pid from, snow_pid to, enum snow_msg_type type,
 {
     if (len > SNOW_MSG_MAX)
         return -SNOW_ETOOBIG;
-    if ((!data && len) || type < SNOW_MSG_TELL || type > SNOW_MSG_DOWN)
+    if ((!data && len) || type < SNOW_MSG_TELL || type > SNOW_MSG_LEAVE)
         return -SNOW_EINVAL;
     if (to == 0)
         return -SNOW_ENOENT;
@@ -495,7 +504,7 @@ int actor_tell(snow_pid from, snow_pid to, enum snow_msg_type type,
     struct actor *a = table_get(to);
     if (!a)
         return -SNOW_ENOENT;
-    if (type == SNOW_MSG_TELL && a->nmsgs >= rt.cfg.mailbox_limit) {
+    if (counts_against_limit(type) && a->nmsgs >= rt.cfg.mailbox_limit) {
         rt.stats.mailbox_overflows++;
         return -SNOW_EFULL;
     }
@@ -520,7 +529,7 @@ static size_t run_one(struct actor *a, size_t max)
         a->head = m->next;
         if (!a->head)
             a->tail = NULL;
-        if (m->type == SNOW_MSG_TELL)
+        if (counts_against_limit(m->type))
             a->nmsgs--;
         rt.stats.queued--;
         struct snow_msg msg = {

@@ -34,6 +34,7 @@
 
 struct actor_msg;
 struct actor_ext;
+struct rooms_member;
 
 enum actor_kind {
     ACTOR_CONN,
@@ -53,6 +54,7 @@ struct actor {
     uint8_t flags;
     struct actor *run_next;
     struct actor_ext *ext;          /* monitors, timers, name; lazily */
+    struct rooms_member *rooms;     /* the rooms it is in (rooms.c) */
 };
 
 /* How the runtime reaches the world around it.  Every hook is required. */

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "names.h"
+#include "rooms.h"
 #include "service.h"
 #include "snowd/snowd.h"
 #include "utf8.h"
@@ -52,6 +53,8 @@ SNOW_API int snow_send(snow_actor *self, enum snow_kind kind,
         !(data == worker.validated_text && len == worker.validated_len) &&
         !utf8_valid(data, len))
         return -SNOW_EUTF8;
+    if (conn_over_backpressure(c))
+        return c->state == CONN_OPEN ? -SNOW_EFULL : -SNOW_ECLOSED;
     conn_send_frame(c, kind == SNOW_TEXT ? WS_OP_TEXT : WS_OP_BINARY,
                     data, len);
     return 0;
@@ -127,7 +130,7 @@ SNOW_API const char *snow_strerror(int err)
     case SNOW_EUTF8: return "text is not valid UTF-8";
     case SNOW_ENOENT: return "no such actor, name or timer";
     case SNOW_EEXIST: return "name already registered";
-    case SNOW_EFULL: return "mailbox full";
+    case SNOW_EFULL: return "mailbox, channel or output full";
     case SNOW_ENOTCONN: return "not a connection actor";
     default: return "unknown error";
     }
@@ -232,4 +235,70 @@ SNOW_API int snow_stop(snow_actor *self)
     if (worker.outcome != OUTCOME_FAIL)
         worker.outcome = OUTCOME_STOP;
     return 0;
+}
+
+/* ---- rooms ---------------------------------------------------------- */
+
+static size_t room_len(const char *room)
+{
+    return room ? strnlen(room, SNOW_ROOM_MAX + 1) : 0;
+}
+
+SNOW_API int snow_join_flags(snow_actor *self, const char *room,
+                             unsigned flags)
+{
+    struct actor *a = actor_of(self);
+    size_t len = room_len(room);
+
+    if (!rooms_name_valid(room, len) ||
+        (flags & ~(unsigned)(SNOW_JOIN_INFO | SNOW_JOIN_PRESENCE)))
+        return -SNOW_EINVAL;
+    if (a->flags & ACTOR_EXITED)
+        return -SNOW_ECLOSED;
+    return rooms_join(a, room, len, flags);
+}
+
+SNOW_API int snow_join(snow_actor *self, const char *room)
+{
+    return snow_join_flags(self, room, 0);
+}
+
+SNOW_API int snow_leave(snow_actor *self, const char *room)
+{
+    size_t len = room_len(room);
+
+    if (!rooms_name_valid(room, len))
+        return -SNOW_EINVAL;
+    return rooms_leave(actor_of(self), room, len);
+}
+
+SNOW_API int snow_publish(snow_actor *self, const char *room,
+                          enum snow_kind kind, const void *data, size_t len,
+                          unsigned flags)
+{
+    struct actor *a = actor_of(self);
+    size_t rlen = room_len(room);
+
+    if (!rooms_name_valid(room, rlen) || (!data && len) ||
+        (kind != SNOW_TEXT && kind != SNOW_BINARY) ||
+        (flags & ~(unsigned)SNOW_PUBLISH_EXCLUDE_SELF))
+        return -SNOW_EINVAL;
+    if (len > SNOW_MSG_MAX)
+        return -SNOW_ETOOBIG;
+    if (kind == SNOW_TEXT &&
+        !(data == worker.validated_text && len == worker.validated_len) &&
+        !utf8_valid(data, len))
+        return -SNOW_EUTF8;
+    if (a->flags & ACTOR_EXITED)
+        return -SNOW_ECLOSED;
+    return rooms_publish(a, room, rlen, (uint32_t)kind, data, len, flags);
+}
+
+SNOW_API int64_t snow_room_size(const char *room)
+{
+    size_t len = room_len(room);
+
+    if (!rooms_name_valid(room, len))
+        return -SNOW_EINVAL;
+    return (int64_t)rooms_size(room, len);
 }

@@ -16,11 +16,13 @@
 #include "actor.h"
 #include "config.h"
 #include "log.h"
+#include "rooms.h"
 #include "service.h"
 #include "worker.h"
 
-/* How long snow_register waits for the master. */
-#define REGISTER_WAIT_MS 5000
+/* How long a call to the master (snow_register, a first snow_join)
+ * waits for its answer. */
+#define CALL_WAIT_MS 5000
 
 /* A sender on another worker was told its message was queued, so a
  * full mailbox on arrival can only be logged (once a second) and
@@ -70,6 +72,26 @@ static void handle_down(const uint8_t *b, size_t len)
     actor_down_from_remote(ipc_get_u64(b), ipc_get_u64(b + 8), reason);
 }
 
+static void handle_room_counts(const uint8_t *b, size_t len)
+{
+    rooms_set_count((const char *)b + 8, len - 8, ipc_get_u32(b),
+                    ipc_get_u32(b + 4));
+}
+
+static void handle_publish(const uint8_t *b, size_t len)
+{
+    uint32_t nlen = ipc_get_u32(b + 12);
+
+    if (nlen == 0 || nlen > SNOW_ROOM_MAX || nlen > len - IPC_PUBLISH_HDR) {
+        log_warn("channel: malformed publish from the master; ignored");
+        return;
+    }
+    const uint8_t *name = b + IPC_PUBLISH_HDR;
+    rooms_deliver_remote((const char *)name, nlen, ipc_get_u64(b),
+                         ipc_get_u32(b + 8), name + nlen,
+                         len - IPC_PUBLISH_HDR - nlen);
+}
+
 /* Handles one frame from the master.  Never runs plugin code. */
 static void handle(const struct ipc_hdr *h, const uint8_t *b)
 {
@@ -99,6 +121,12 @@ static void handle(const struct ipc_hdr *h, const uint8_t *b)
         break;
     case IPC_SERVICE_START:
         service_request_start((const char *)b, h->len);
+        break;
+    case IPC_ROOM_COUNTS:
+        handle_room_counts(b, h->len);
+        break;
+    case IPC_PUBLISH:
+        handle_publish(b, h->len);
         break;
     default:
         log_warn("channel: unexpected frame type %u from the master; "
@@ -216,7 +244,7 @@ static int wait_fd(short events, uint64_t deadline)
     return rc < 0 && errno != EINTR ? -1 : 0;
 }
 
-/* Reads frames until the register reply; handles the others on the way
+/* Reads frames until the master's reply; handles the others on the way
  * (they only queue work). */
 static int await_reply(uint64_t deadline)
 {
@@ -225,7 +253,7 @@ static int await_reply(uint64_t deadline)
         const uint8_t *body;
         enum ipc_rc rc;
         while ((rc = ipc_next(&worker.chan_in, &h, &body)) == IPC_FRAME) {
-            if (h.type == IPC_REGISTER_REPLY) {
+            if (h.type == IPC_REPLY) {
                 int result = (int)ipc_get_u32(body);
                 if (drain_frames() != 0)
                     protocol_error();
@@ -243,13 +271,21 @@ static int await_reply(uint64_t deadline)
     }
 }
 
-int channel_register(snow_pid pid, const char *name, size_t len)
+/* Sends a frame and waits for the master's IPC_REPLY (the only
+ * synchronous exchanges).  Control frames: never refused for a full
+ * channel. */
+static int call(enum ipc_type type, const void *a, size_t alen,
+                const void *b, size_t blen)
 {
-    uint64_t deadline = worker_now_ms() + REGISTER_WAIT_MS;
-    uint8_t p[8];
+    uint64_t deadline = worker_now_ms() + CALL_WAIT_MS;
+    size_t limit = worker.chan_out.limit;
+    int rc;
 
-    ipc_put_u64(p, pid);
-    int rc = channel_send(IPC_REGISTER, p, sizeof p, name, len);
+    if (worker.chan_fd < 0)
+        return -SNOW_ECLOSED;
+    worker.chan_out.limit = 0;
+    rc = ipc_send(&worker.chan_out, type, a, alen, b, blen);
+    worker.chan_out.limit = limit;
     if (rc != 0)
         return rc;
     while ((rc = ipc_out_flush(&worker.chan_out, worker.chan_fd)) != 0) {
@@ -257,7 +293,15 @@ int channel_register(snow_pid pid, const char *name, size_t len)
             return -SNOW_ECLOSED;
     }
     ev_io_stop(worker.loop, &worker.chan_write);
-    rc = await_reply(deadline);
+    return await_reply(deadline);
+}
+
+int channel_register(snow_pid pid, const char *name, size_t len)
+{
+    uint8_t p[8];
+
+    ipc_put_u64(p, pid);
+    int rc = call(IPC_REGISTER, p, sizeof p, name, len);
     if (rc == -SNOW_ECLOSED)
         log_error("channel: no answer from the master to register '%.*s'",
                   (int)len, name);
@@ -324,6 +368,45 @@ void channel_remote_down(snow_pid watcher, snow_pid target,
                          const char *reason)
 {
     send_pair(IPC_DOWN, watcher, target, reason);
+}
+
+void channel_room_count(const char *room, size_t len, uint32_t count,
+                        bool first)
+{
+    uint8_t p[8];
+    bool wait = first && worker.nworkers > 1;
+
+    ipc_put_u32(p, count);
+    ipc_put_u32(p + 4, wait);
+    if (!wait) {
+        send_control(IPC_ROOM_COUNT, p, sizeof p, room, len);
+        return;
+    }
+    if (call(IPC_ROOM_COUNT, p, sizeof p, room, len) != 0)
+        log_error("channel: no answer from the master about room '%.*s'; "
+                  "publishes from other workers may miss it for a while",
+                  (int)len, room);
+}
+
+bool channel_has_room(size_t bytes)
+{
+    const struct ipc_out *o = &worker.chan_out;
+    return worker.chan_fd >= 0 && o->len - o->off + bytes <= o->limit;
+}
+
+void channel_publish(const char *room, size_t len, snow_pid from,
+                     uint32_t kind, const void *data, size_t dlen)
+{
+    uint8_t p[IPC_PUBLISH_HDR + SNOW_ROOM_MAX];
+
+    ipc_put_u64(p, from);
+    ipc_put_u32(p + 8, kind);
+    ipc_put_u32(p + 12, (uint32_t)len);
+    memcpy(p + IPC_PUBLISH_HDR, room, len);
+    /* Presence events are bounded by joins and leaves, and a lost one
+     * would leave a member list wrong forever: never refused.  Messages
+     * were checked with channel_has_room. */
+    send_control(IPC_PUBLISH, p, IPC_PUBLISH_HDR + len, data, dlen);
 }
 
 void channel_close(void)

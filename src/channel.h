@@ -10,6 +10,7 @@
 #ifndef SNOWD_CHANNEL_H
 #define SNOWD_CHANNEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,16 @@ void channel_remote_monitor(snow_pid watcher, snow_pid target);
 void channel_remote_demonitor(snow_pid watcher, snow_pid target);
 void channel_remote_down(snow_pid watcher, snow_pid target,
                          const char *reason);
+
+/* Rooms (see rooms.h, struct rooms_hooks): this worker's member count
+ * of a room; with `first`, waits until the master has it. */
+void channel_room_count(const char *room, size_t len, uint32_t count,
+                        bool first);
+/* Whether `bytes` more may be queued for the master. */
+bool channel_has_room(size_t bytes);
+/* A publish or presence event for the other workers' members. */
+void channel_publish(const char *room, size_t len, snow_pid from,
+                     uint32_t kind, const void *data, size_t dlen);
 
 /* Tells the master that `name` of pid is free again. */
 void channel_unregister(snow_pid pid, const char *name, size_t len);

@@ -25,12 +25,16 @@
 #include "buf.h"
 #include "config.h"
 #include "handshake.h"
+#include "outq.h"
 #include "log.h"
 #include "snowd/snowd.h"
 #include "worker.h"
 
 /* Frames at least this large skip the output buffer when it is empty. */
 #define DIRECT_WRITE_MIN (8 * 1024)
+/* sendmsg calls per flush: more only when a queue has more ranges than
+ * one call takes and the socket keeps taking them. */
+#define FLUSH_WRITES_MAX 8
 /* A frame in progress with at least this much payload left is read
  * straight into the message buffer. */
 #define DIRECT_READ_MIN (4 * 1024)
@@ -141,8 +145,8 @@ void conn_kill(struct conn *c, uint16_t code)
     list_unlink(c);
     buf_free(c->in);
     buf_free(c->msg);
-    buf_free(c->out);
-    c->in = c->msg = c->out = NULL;
+    outq_free(&c->out);
+    c->in = c->msg = NULL;
     mark_pending(c);
     worker.nconns--;
     worker_conn_closed();
@@ -156,7 +160,7 @@ static void start_linger(struct conn *c)
     c->state = CONN_LINGER;
     if (c->list != LIST_CLOSING)
         list_move(c, LIST_CLOSING, ev_now(worker.loop));
-    if (buf_size(c->out) == 0 && !(c->flags & CONN_SHUT)) {
+    if (outq_size(c->out) == 0 && !(c->flags & CONN_SHUT)) {
         shutdown(c->io.fd, SHUT_WR);
         c->flags |= CONN_SHUT;
     }
@@ -176,29 +180,24 @@ static void set_events(struct conn *c, int events)
 
 /* ---- output ----------------------------------------------------------- */
 
+/* Writes until the queue is empty or the socket is full: one sendmsg in
+ * the usual case, where everything fits. */
 static void conn_flush(struct conn *c)
 {
-    size_t n = buf_size(c->out);
-
     if (c->state == CONN_DEAD)
         return;
-    if (n) {
-        ssize_t w = send(c->io.fd, c->out->data + c->out->off, n,
-                         MSG_NOSIGNAL);
-        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+    for (int i = 0; i < FLUSH_WRITES_MAX && c->out; i++) {
+        ssize_t w = outq_write(&c->out, c->io.fd);
+        if (w == -EAGAIN || w == -EINTR)
+            break;
+        if (w < 0) {
             log_debug("connection %d: write failed: %s", c->io.fd,
-                      strerror(errno));
+                      strerror((int)-w));
             conn_kill(c, WS_CLOSE_ABNORMAL);
             return;
         }
-        if (w > 0)
-            c->out->off += (size_t)w;
-        n = buf_size(c->out);
     }
-    if (n == 0) {
-        buf_free(c->out);
-        c->out = NULL;
-    }
+    size_t n = outq_size(c->out);
     /* A paused connection is resumed by the write branch of conn_io_cb,
      * so it keeps the write watcher until then, even with nothing queued
      * (the socket is writable: the event comes on the next iteration). */
@@ -214,7 +213,7 @@ static void conn_flush(struct conn *c)
  * or before the loop sleeps. */
 static void queue(struct conn *c, const void *p, size_t n)
 {
-    buf_append(&c->out, p, n);
+    outq_append(&c->out, p, n);
     if (!(c->flags & CONN_IN_READ))
         mark_pending(c);
 }
@@ -225,7 +224,7 @@ void conn_send_frame(struct conn *c, enum ws_opcode op, const void *data,
     uint8_t hdr[WS_MAX_HEADER];
     size_t hlen = ws_encode_header(hdr, op, true, len);
 
-    if (len >= DIRECT_WRITE_MIN && buf_size(c->out) == 0) {
+    if (len >= DIRECT_WRITE_MIN && outq_size(c->out) == 0) {
         /* Whatever is not written now is queued, and a write error is
          * left for the next flush to find: this runs inside plugin
          * callbacks, where the connection must not die. */
@@ -280,8 +279,7 @@ static void reject(struct conn *c, int status)
     char resp[512];
     size_t n = handshake_write_error(resp, sizeof resp, status);
 
-    buf_free(c->out);
-    c->out = NULL;
+    outq_free(&c->out);
     queue(c, resp, n);
     c->state = CONN_LINGER;
     list_move(c, LIST_CLOSING, ev_now(worker.loop));
@@ -507,9 +505,45 @@ static void on_chunk(struct conn *c, const struct ws_chunk *ch)
     }
 }
 
+/* What the output holds, counting each range's bookkeeping, so that a
+ * queue of many tiny ranges is bounded too. */
 static bool over_backpressure(const struct conn *c)
 {
-    return buf_size(c->out) > worker.cfg->max_backpressure;
+    if (!c->out)
+        return false;
+    return c->out->bytes + c->out->n * sizeof(struct outq_range) >
+           worker.cfg->max_backpressure;
+}
+
+bool conn_over_backpressure(struct conn *c)
+{
+    if (!over_backpressure(c))
+        return false;
+    if (c->route->backpressure == BACKPRESSURE_DROP)
+        return true;
+    log_warn("route %s: connection %d: output over max_backpressure "
+             "(%zu bytes queued); closing with 1008", c->route->path,
+             c->io.fd, outq_size(c->out));
+    worker.backpressure_closes++;
+    conn_start_close(c, WS_CLOSE_POLICY_VIOLATION, "too slow: output backlog");
+    return true;
+}
+
+bool conn_room_deliver(struct actor *a, struct block *b, uint32_t off,
+                       uint32_t end)
+{
+    struct conn *c = conn_of_actor(a);
+
+    if (c->state != CONN_OPEN)
+        return false;
+    if (conn_over_backpressure(c)) {
+        worker.room_drops++;
+        return false;
+    }
+    outq_append_shared(&c->out, b, off, end);
+    if (!(c->flags & CONN_IN_READ))
+        mark_pending(c);
+    return true;
 }
 
 /* Decodes frames from p[0..len); returns the bytes consumed.  Stops early

@@ -24,7 +24,9 @@
 #include "route.h"
 #include "ws.h"
 
+struct block;
 struct buf;
+struct outq;
 
 enum conn_state {
     CONN_HANDSHAKE,   /* reading the upgrade request */
@@ -72,7 +74,7 @@ struct conn {
     } u;
     struct buf *in;                /* received bytes not yet parsed */
     struct buf *msg;               /* fragments of a message in progress */
-    struct buf *out;               /* bytes not yet written */
+    struct outq *out;              /* bytes not yet written */
     uint16_t close_code;           /* sent or received; 0 = none yet */
     uint8_t state;
     uint8_t list;
@@ -91,6 +93,17 @@ static inline struct conn *conn_of_actor(struct actor *a)
 /* The actor runtime's delivery for connection actors: on_info, while the
  * connection is open. */
 void conn_deliver_info(struct actor *a, const struct snow_msg *msg);
+
+/* True when the output is over max_backpressure; then the route's
+ * policy has been applied: with `close` the close handshake (1008) has
+ * started.  Callers refuse what they were about to queue. */
+bool conn_over_backpressure(struct conn *c);
+
+/* Queues b->data[off, end), a room message's frame, to a member's
+ * socket.  False when it was not queued: the connection is closing, or
+ * over max_backpressure (the policy applied, the drop counted). */
+bool conn_room_deliver(struct actor *a, struct block *b, uint32_t off,
+                       uint32_t end);
 
 /* Takes ownership of an accepted, non-blocking socket. */
 struct conn *conn_new(int fd);

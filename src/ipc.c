@@ -64,7 +64,7 @@ static const uint32_t min_body[IPC_TYPE_MAX] = {
     [IPC_HEARTBEAT] = 0,
     [IPC_REGISTER] = 9,          /* pid and at least one byte of name */
     [IPC_UNREGISTER] = 9,
-    [IPC_REGISTER_REPLY] = 4,
+    [IPC_REPLY] = 4,
     [IPC_NAME_ADD] = 9,
     [IPC_NAME_DEL] = 9,
     [IPC_WORKER_DOWN] = 8,
@@ -73,6 +73,9 @@ static const uint32_t min_body[IPC_TYPE_MAX] = {
     [IPC_MONITOR] = 16,
     [IPC_DEMONITOR] = 16,
     [IPC_DOWN] = 16,             /* the reason may be empty */
+    [IPC_ROOM_COUNT] = 9,        /* two numbers, a name of 1 byte or more */
+    [IPC_ROOM_COUNTS] = 9,
+    [IPC_PUBLISH] = IPC_PUBLISH_HDR + 1,
 };
 
 size_t ipc_min_body(enum ipc_type type)

@@ -33,7 +33,9 @@ enum ipc_type {
     IPC_REGISTER,         /* body: pid, name (the master answers) */
     IPC_UNREGISTER,       /* body: pid, name */
     /* master -> worker */
-    IPC_REGISTER_REPLY,   /* body: int32 result (0 or -SNOW_E*) */
+    IPC_REPLY,            /* body: int32 result (0 or -SNOW_E*), the
+                             answer to REGISTER or to ROOM_COUNT with
+                             want_reply */
     IPC_NAME_ADD,         /* body: pid, name */
     IPC_NAME_DEL,         /* body: pid, name */
     IPC_WORKER_DOWN,      /* body: uint32 slot, uint32 generation */
@@ -43,6 +45,14 @@ enum ipc_type {
     IPC_MONITOR,          /* body: target, watcher */
     IPC_DEMONITOR,        /* body: target, watcher */
     IPC_DOWN,             /* body: watcher, target, reason */
+    /* rooms */
+    IPC_ROOM_COUNT,       /* worker -> master: uint32 count, uint32
+                             want_reply, room name */
+    IPC_ROOM_COUNTS,      /* master -> worker: uint32 slot, uint32 count,
+                             room name */
+    IPC_PUBLISH,          /* either way: from pid, uint32 kind, uint32
+                             name length, name, payload; the master
+                             forwards it to the workers with members */
     IPC_TYPE_MAX
 };
 
@@ -54,6 +64,7 @@ struct ipc_hdr {
 /* Largest body: an actor message with its 24-byte envelope, with room. */
 #define IPC_FRAME_MAX (SNOW_MSG_MAX + 256)
 #define IPC_TELL_HDR 24
+#define IPC_PUBLISH_HDR 16
 
 /* Smallest valid body of each type; 0 for types with none. */
 size_t ipc_min_body(enum ipc_type type);

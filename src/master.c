@@ -16,7 +16,10 @@
  *   every spawn, and pids of older generations are never routed;
  * - every live worker's copy of the registry is the master's, give or
  *   take the frames in flight: a new worker gets a snapshot before
- *   anything else, then every change in order.
+ *   anything else, then every change in order;
+ * - the same holds for room counts, except that the snapshot is the
+ *   table the worker inherits at fork;
+ * - a dead worker's room counts are 0 before its successor is forked.
  */
 #include "master.h"
 
@@ -39,7 +42,11 @@
 #include "ipc.h"
 #include "log.h"
 #include "names.h"
+#include "rooms.h"
 #include "worker.h"
+
+_Static_assert(CONFIG_MAX_WORKERS <= ROOMS_MAX_WORKERS,
+               "room counts have a place for every worker");
 
 /* Bytes the master holds for one worker before dropping its messages. */
 #define MASTER_OUT_LIMIT (64u << 20)
@@ -199,7 +206,7 @@ static void on_register(struct slot *sl, const uint8_t *b, size_t len)
         rc = names_put(&m.names, name, len - 8, pid);
     uint8_t r[4];
     ipc_put_u32(r, (uint32_t)rc);
-    send_to(sl, IPC_REGISTER_REPLY, r, 4, NULL, 0);
+    send_to(sl, IPC_REPLY, r, 4, NULL, 0);
     if (rc == 0)
         send_name(NULL, IPC_NAME_ADD, pid, name, len - 8);
 }
@@ -211,6 +218,101 @@ static void on_unregister(struct slot *sl, const uint8_t *b, size_t len)
     if (&m.slots[(pid >> 48) & 0xff] == sl &&
         names_del(&m.names, (const char *)b + 8, len - 8, pid))
         send_name(NULL, IPC_NAME_DEL, pid, (const char *)b + 8, len - 8);
+}
+
+/* ---- rooms ------------------------------------------------------------ */
+
+static void flush_slot(struct slot *sl)
+{
+    if (!sl->pid || sl->fd < 0 || ipc_out_empty(&sl->out))
+        return;
+    if (ipc_out_flush(&sl->out, sl->fd) == 1)
+        ev_io_start(m.loop, &sl->wio);
+}
+
+static void send_count(unsigned except, unsigned slot, uint32_t count,
+                       const char *name, size_t len)
+{
+    uint8_t p[8];
+
+    ipc_put_u32(p, slot);
+    ipc_put_u32(p + 4, count);
+    for (unsigned s = 0; s < m.n; s++)
+        if (s != except)
+            send_to(&m.slots[s], IPC_ROOM_COUNTS, p, 8, name, len);
+}
+
+static void on_room_count(struct slot *sl, const uint8_t *b, size_t len)
+{
+    unsigned s = slot_of(sl);
+    uint32_t count = ipc_get_u32(b);
+    const char *name = (const char *)b + 8;
+
+    if (!rooms_name_valid(name, len - 8)) {
+        kill_worker(sl, "sent an invalid room name");
+        return;
+    }
+    if (rooms_set_count(name, len - 8, s, count) != count)
+        send_count(s, s, count, name, len - 8);
+    if (!ipc_get_u32(b + 4))
+        return;
+    /* The joiner's snow_join returns on this reply; every other worker
+     * must have the new count in its socket first, so that a publish the
+     * join causes anywhere finds the member. */
+    for (unsigned t = 0; t < m.n; t++)
+        if (t != s)
+            flush_slot(&m.slots[t]);
+    uint8_t r[4];
+    ipc_put_u32(r, 0);
+    send_to(sl, IPC_REPLY, r, 4, NULL, 0);
+}
+
+static void count_dropped(struct slot *dst)
+{
+    m.dropped++;
+    if (ev_now(m.loop) - m.dropped_logged >= 1.0) {
+        log_warn("worker %u is not reading its channel; %llu message(s) "
+                 "dropped so far", slot_of(dst),
+                 (unsigned long long)m.dropped);
+        m.dropped_logged = ev_now(m.loop);
+    }
+}
+
+/* Forwards a publish, unread but for the room, to the other workers
+ * that have members. */
+static void on_publish(struct slot *sl, const struct ipc_hdr *h,
+                       const uint8_t *b)
+{
+    uint32_t kind = ipc_get_u32(b + 8);
+    uint32_t nlen = ipc_get_u32(b + 12);
+    unsigned s = slot_of(sl);
+
+    if (nlen > h->len - IPC_PUBLISH_HDR ||
+        !rooms_name_valid((const char *)b + IPC_PUBLISH_HDR, nlen)) {
+        kill_worker(sl, "sent a malformed publish");
+        return;
+    }
+    uint64_t mask = rooms_worker_mask((const char *)b + IPC_PUBLISH_HDR,
+                                      nlen);
+    for (unsigned t = 0; t < m.n; t++) {
+        struct slot *dst = &m.slots[t];
+        if (t == s || !(mask & (1ull << t)) || !dst->pid)
+            continue;
+        /* Presence events are never dropped; messages are bounded. */
+        size_t limit = dst->out.limit;
+        if (kind >= ROOMS_PRESENCE_JOIN)
+            dst->out.limit = 0;
+        int rc = ipc_forward(&dst->out, b - sizeof *h, sizeof *h + h->len);
+        dst->out.limit = limit;
+        if (rc != 0)
+            count_dropped(dst);
+    }
+}
+
+static void forget_room(void *arg, const char *name, size_t len)
+{
+    unsigned s = *(const unsigned *)arg;
+    send_count(s, s, 0, name, len);
 }
 
 static void route(struct slot *from, const struct ipc_hdr *h,
@@ -229,13 +331,7 @@ static void route(struct slot *from, const struct ipc_hdr *h,
         dst->out.limit = limit;
         if (rc == 0)
             return;
-        m.dropped++;
-        if (ev_now(m.loop) - m.dropped_logged >= 1.0) {
-            log_warn("worker %u is not reading its channel; %llu message(s) "
-                     "dropped so far", slot_of(dst),
-                     (unsigned long long)m.dropped);
-            m.dropped_logged = ev_now(m.loop);
-        }
+        count_dropped(dst);
         return;
     }
     /* Erlang's rule: watching an actor that is gone gives "noproc". */
@@ -255,6 +351,8 @@ static bool on_frame(struct slot *sl, const struct ipc_hdr *h,
     case IPC_HEARTBEAT: return true;
     case IPC_REGISTER: on_register(sl, b, h->len); return true;
     case IPC_UNREGISTER: on_unregister(sl, b, h->len); return true;
+    case IPC_ROOM_COUNT: on_room_count(sl, b, h->len); return true;
+    case IPC_PUBLISH: on_publish(sl, h, b); return true;
     default:
         if (!ipc_is_routed((enum ipc_type)h->type))
             return false;
@@ -397,6 +495,7 @@ static void on_death(unsigned s, int status)
     snow_pid mask = (0xffULL << 48) | (0xffffULL << 32);
     snow_pid value = ((snow_pid)s << 48) | ((snow_pid)gen << 32);
     names_del_matching(&m.names, mask, value, forget_names, NULL);
+    rooms_forget_worker(s, forget_room, &s);
     uint8_t p[8];
     ipc_put_u32(p, s);
     ipc_put_u32(p + 4, gen);
@@ -606,6 +705,7 @@ int master_run(struct config *cfg, const struct master_listeners *ls)
     m.ls = ls;
     m.n = config_workers(cfg);
     m.exit_status = 0;
+    rooms_init();
     m.deaths = calloc(cfg->max_restarts + 1, sizeof *m.deaths);
     m.status = mmap(NULL, sizeof *m.status * m.n, PROT_READ | PROT_WRITE,
                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -640,6 +740,7 @@ int master_run(struct config *cfg, const struct master_listeners *ls)
     ev_loop_destroy(m.loop);
     close(m.sigfd);
     names_free(&m.names);
+    rooms_fini();
     free(m.services);
     free(m.deaths);
     munmap(m.status, sizeof *m.status * m.n);

@@ -24,6 +24,8 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "outq.h"
+#include "rooms.h"
 #include "service.h"
 
 /* Messages an actor may take in one turn, and all actors together before
@@ -103,6 +105,7 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     actor_timers_run(now);
     actor_run(ACTOR_TURN_MAX);
     bool more = service_run_pending();
+    rooms_flush();
     conn_run_pending();
     channel_flush();
     arm_actor_timer(now);
@@ -202,6 +205,7 @@ static void free_all(void)
             conn_kill(worker.lists[id].head, WS_CLOSE_GOING_AWAY);
     conn_run_pending();
     service_stop_all("shutdown");
+    rooms_fini();
     actor_rt_fini();
     channel_close();
     names_free(&worker.names);
@@ -210,15 +214,29 @@ static void free_all(void)
     free(worker.listeners);
     free(worker.rbuf);
     buf_pool_drain();
+    outq_pool_drain();
 }
 
-/* What the actor runtime hands back to the worker. */
+/* What the actor runtime hands back to the worker.  Room messages and
+ * presence events travel as "ROOM\0PAYLOAD" (rooms.c); plugins see the
+ * two apart. */
 static void deliver(struct actor *a, const struct snow_msg *msg)
 {
+    struct snow_msg split = *msg;
+
+    if (msg->type >= SNOW_MSG_ROOM) {
+        const char *room = msg->data;
+        size_t rlen = strnlen(room, msg->len);
+        if (rlen == msg->len)
+            return;
+        split.room = room;
+        split.data = rlen + 1 < msg->len ? room + rlen + 1 : NULL;
+        split.len = msg->len - rlen - 1;
+    }
     if (a->kind == ACTOR_CONN)
-        conn_deliver_info(a, msg);
+        conn_deliver_info(a, &split);
     else
-        service_deliver(a, msg);
+        service_deliver(a, &split);
 }
 
 static void exited(struct actor *a, const char *reason)
@@ -226,6 +244,7 @@ static void exited(struct actor *a, const char *reason)
     const char *name = actor_name(a);
 
     (void)reason;
+    rooms_leave_all(a);
     if (!name)
         return;
     names_del(&worker.names, name, strlen(name), a->pid);
@@ -239,6 +258,13 @@ static const struct actor_hooks hooks = {
     .remote_demonitor = channel_remote_demonitor,
     .remote_down = channel_remote_down,
     .exited = exited,
+};
+
+static const struct rooms_hooks room_hooks = {
+    .write = conn_room_deliver,
+    .count = channel_room_count,
+    .remote_room = channel_has_room,
+    .remote_publish = channel_publish,
 };
 
 /* Loads the plugins and gives every route its handler. */
@@ -309,6 +335,7 @@ int worker_main(const struct worker_args *args)
         .node = 0, .slot = args->slot, .generation = args->generation,
         .mailbox_limit = (uint32_t)cfg->mailbox_limit,
         .budget = ACTOR_BUDGET, .hooks = &hooks });
+    rooms_attach(args->slot, &room_hooks);
     channel_start(args->chan_fd);
     channel_send(IPC_READY, names, service_names(names, sizeof names), NULL,
                  0);

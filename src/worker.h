@@ -86,6 +86,10 @@ struct worker {
                                          actors have messages waiting */
     struct names names;               /* copy of the master's registry */
 
+    /* counters (for the metrics of a later issue) */
+    uint64_t room_drops;              /* room messages a member missed */
+    uint64_t backpressure_closes;     /* connections closed with 1008 */
+
     /* the channel to the master */
     int chan_fd;
     ev_io chan_read, chan_write;

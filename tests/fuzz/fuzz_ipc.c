@@ -29,10 +29,11 @@
 /* The format, written out again rather than taken from ipc.c. */
 static const uint32_t MIN_BODY[IPC_TYPE_MAX] = {
     [IPC_READY] = 0, [IPC_HEARTBEAT] = 0, [IPC_REGISTER] = 9,
-    [IPC_UNREGISTER] = 9, [IPC_REGISTER_REPLY] = 4, [IPC_NAME_ADD] = 9,
+    [IPC_UNREGISTER] = 9, [IPC_REPLY] = 4, [IPC_NAME_ADD] = 9,
     [IPC_NAME_DEL] = 9, [IPC_WORKER_DOWN] = 8, [IPC_SERVICE_START] = 1,
     [IPC_TELL] = 24, [IPC_MONITOR] = 16, [IPC_DEMONITOR] = 16,
-    [IPC_DOWN] = 16,
+    [IPC_DOWN] = 16, [IPC_ROOM_COUNT] = 9, [IPC_ROOM_COUNTS] = 9,
+    [IPC_PUBLISH] = 17,
 };
 
 static uint32_t rd32(const uint8_t *p)

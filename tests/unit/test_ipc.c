@@ -95,10 +95,11 @@ static uint32_t rnd(void)
 
 static const uint32_t MIN_BODY[IPC_TYPE_MAX] = {
     [IPC_READY] = 0, [IPC_HEARTBEAT] = 0, [IPC_REGISTER] = 9,
-    [IPC_UNREGISTER] = 9, [IPC_REGISTER_REPLY] = 4, [IPC_NAME_ADD] = 9,
+    [IPC_UNREGISTER] = 9, [IPC_REPLY] = 4, [IPC_NAME_ADD] = 9,
     [IPC_NAME_DEL] = 9, [IPC_WORKER_DOWN] = 8, [IPC_SERVICE_START] = 1,
     [IPC_TELL] = 24, [IPC_MONITOR] = 16, [IPC_DEMONITOR] = 16,
-    [IPC_DOWN] = 16,
+    [IPC_DOWN] = 16, [IPC_ROOM_COUNT] = 9, [IPC_ROOM_COUNTS] = 9,
+    [IPC_PUBLISH] = 17,
 };
 
 /* A valid random frame: its type, and a body of at least the minimum
@@ -868,7 +869,7 @@ static void test_ipc_next_stops_at_protocol_error(void **state)
     struct ipc_in in = { 0 };
     struct sb b = { 0 };
     put_frame(&b, IPC_HEARTBEAT, NULL, 0);
-    put_frame(&b, IPC_REGISTER_REPLY, "abc", 3);
+    put_frame(&b, IPC_REPLY, "abc", 3);
     assert_int_equal(write(sv[0], b.p, b.len), (ssize_t)b.len);
     assert_true(ipc_in_fill(&in, sv[1]) > 0);
     struct ipc_hdr h;
