@@ -505,13 +505,13 @@ static void on_chunk(struct conn *c, const struct ws_chunk *ch)
     }
 }
 
-/* What the output holds, counting each range's bookkeeping, so that a
- * queue of many tiny ranges is bounded too. */
+/* What the output holds, counting each range's bookkeeping and the
+ * block it pins, so that a queue of many tiny ranges is bounded too. */
 static bool over_backpressure(const struct conn *c)
 {
     if (!c->out)
         return false;
-    return c->out->bytes + c->out->n * sizeof(struct outq_range) >
+    return c->out->bytes + (size_t)c->out->n * OUTQ_RANGE_COST >
            worker.cfg->max_backpressure;
 }
 

@@ -47,6 +47,11 @@ struct outq_range {
     uint32_t off, end;
 };
 
+/* What one range costs against max_backpressure besides its bytes: its
+ * own 16 bytes and a share of the room block it keeps alive (a room's
+ * first block in a turn is 256 bytes). */
+#define OUTQ_RANGE_COST 64
+
 struct outq {
     size_t bytes;           /* unsent */
     uint32_t head, n, cap;  /* ring of ranges */
