@@ -55,6 +55,7 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" || die "cannot raise op
 TMP=$(mktemp -d /tmp/snowd-bench.XXXXXX)
 SPID=""          # pid we started (taskset execs into the server)
 SRV_PID=""       # pid actually listening (differs if the server daemonized)
+SRV_PIDS=""      # every process of the server, comma separated (for -P)
 SRV_PORT=""
 
 stop_server() {
@@ -134,6 +135,7 @@ start_server() {
 listen = 127.0.0.1:$port
 plugin_dir = $plugdir
 log_level = warn
+workers = 1
 
 [limits]
 max_message = 16M
@@ -168,6 +170,18 @@ EOF
 		log "note: $name listens as pid $SRV_PID (started pid $SPID)"
 		taskset -pc 1 "$SRV_PID" >/dev/null 2>&1
 	fi
+	# snowd is a master and its worker: count the CPU and memory of both.
+	SRV_PIDS=$SRV_PID
+	if [ "$name" = snowd ]; then
+		local kids=""
+		for i in $(seq 1 50); do
+			kids=$(cat /proc/"$SPID"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$' | tr '\n' ',' | sed 's/,$//')
+			[ -n "$kids" ] && break
+			sleep 0.1
+		done
+		[ -n "$kids" ] || log "WARNING: no snowd worker found under pid $SPID"
+		SRV_PIDS="$SPID${kids:+,$kids}"
+	fi
 	sleep 0.3
 	return 0
 }
@@ -186,7 +200,7 @@ run_idle() {
 	start_server "$name" || return 1
 	log "$name: idle memory, $IDLE_CONNS connections"
 	json=$(timeout -k 5 "$LG_TIMEOUT" taskset -c 0 "$BUILD/loadgen" -p "$SRV_PORT" -u /echo \
-		-c "$IDLE_CONNS" -k -d 1 -P "$SRV_PID" -q 2>"$TMP/lg.err" | head -n1)
+		-c "$IDLE_CONNS" -k -d 1 -P "$SRV_PIDS" -q 2>"$TMP/lg.err" | head -n1)
 	if [ -z "$json" ]; then
 		log "$name: idle scenario failed:"; sed 's/^/    /' "$TMP/lg.err" >&2
 	else
@@ -210,7 +224,7 @@ run_echo() {
 		fi
 		log "$name: $scen (${WARM}s warmup + ${DUR}s)"
 		json=$(timeout -k 5 "$LG_TIMEOUT" taskset -c 0 "$BUILD/loadgen" -p "$SRV_PORT" -u /echo \
-			-c "$conns" -s "$size" -w "$window" -d "$DUR" -W "$WARM" -P "$SRV_PID" -q \
+			-c "$conns" -s "$size" -w "$window" -d "$DUR" -W "$WARM" -P "$SRV_PIDS" -q \
 			2>"$TMP/lg.err")
 		grep -v '^MEASURE_\(START\|END\)$' "$TMP/lg.err" | sed 's/^/    /' >&2
 		if [ -z "$json" ]; then
