@@ -493,7 +493,9 @@ struct actor *actor_find(snow_pid pid)
 int actor_tell(snow_pid from, snow_pid to, enum snow_msg_type type,
                uint32_t tag, const void *data, size_t len)
 {
-    if (len > SNOW_MSG_MAX)
+    /* Room messages carry the room's name in front of the payload. */
+    if (len > (type >= SNOW_MSG_ROOM ? SNOW_MSG_MAX + SNOW_ROOM_MAX + 1
+                                     : SNOW_MSG_MAX))
         return -SNOW_ETOOBIG;
     if ((!data && len) || type < SNOW_MSG_TELL || type > SNOW_MSG_LEAVE)
         return -SNOW_EINVAL;

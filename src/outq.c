@@ -30,11 +30,11 @@ struct block *block_new(size_t cap)
 {
     struct block *b;
 
-    if (cap <= BLOCK_STD_SIZE && blocks_pooled) {
+    /* Only standard blocks come from the pool: a room asks for small
+     * ones on purpose (rooms.c), so that a slow member pins little. */
+    if (cap == BLOCK_STD_SIZE && blocks_pooled) {
         b = block_pool[--blocks_pooled];
     } else {
-        if (cap < BLOCK_STD_SIZE)
-            cap = BLOCK_STD_SIZE;
         if (cap > UINT32_MAX)
             abort();
         b = xmalloc(sizeof *b + cap);
@@ -127,7 +127,7 @@ void outq_append(struct outq **qp, const void *p, size_t n)
     }
     if (n == 0)
         return;
-    struct block *b = block_new(n);
+    struct block *b = block_new(n < BLOCK_STD_SIZE ? BLOCK_STD_SIZE : n);
     memcpy(b->data, src, n);
     b->len = (uint32_t)n;
     t = push_range(qp);

@@ -216,7 +216,11 @@ bool rooms_name_valid(const char *name, size_t len)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
-        if (c < 0x20 || c == 0x7f)
+        /* C0, DEL, and C1 (U+0080..U+009F, encoded C2 80..C2 9F) */
+        if (c < 0x20 || c == 0x7f ||
+            (c == 0xc2 && i + 1 < len &&
+             (unsigned char)name[i + 1] >= 0x80 &&
+             (unsigned char)name[i + 1] <= 0x9f))
             return false;
     }
     return utf8_valid((const uint8_t *)name, len);
