@@ -1,10 +1,11 @@
 #!/bin/sh
 # The whole test suite: installs what is missing, builds, then runs
 #  1. make check: cmocka unit tests, fuzz corpus replay, integration tests
-#  2. the same under AddressSanitizer + UndefinedBehaviorSanitizer
-#  3. a plugin built out of tree against the installed header
-#  4. each libFuzzer target for a short while
-#  5. make distcheck (skip with SNOWD_SKIP_DISTCHECK=1)
+#  2. the chat demo end to end in Chromium (tests/browser)
+#  3. make check again under AddressSanitizer + UndefinedBehaviorSanitizer
+#  4. a plugin built out of tree against the installed header
+#  5. each libFuzzer target for a short while
+#  6. make distcheck (skip with SNOWD_SKIP_DISTCHECK=1)
 set -e
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -15,6 +16,9 @@ step() { printf '\n==== %s\n' "$*"; }
 
 step "make check"
 make -j"$(nproc)" check || { cat tests/*/*.log tests/integration/run.sh.log 2>/dev/null | tail -n 200; exit 1; }
+
+step "browser: the chat demo in Chromium"
+sh tests/browser/run.sh
 
 step "make check under ASan + UBSan"
 # A copy of the distributed tree, so the source tree's own build stays.

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "confval.h"
@@ -244,6 +245,46 @@ static void limits_key(struct loader *ld, const char *name, const char *value)
     report(ld, ld->line, "unknown key '%s' in [limits]", name);
 }
 
+/* A relative path is taken relative to the config file's folder, so a
+ * config works wherever it is run from.  Returns a new string. */
+static char *beside_config(const struct config *cfg, const char *path)
+{
+    const char *slash = strrchr(cfg->file, '/');
+    char *out = NULL;
+
+    if (path[0] == '/' || !slash)
+        return strdup(path);
+    if (asprintf(&out, "%.*s/%s", (int)(slash - cfg->file), cfg->file,
+                 path) < 0)
+        abort();
+    return out;
+}
+
+/* static = DIR: a folder that exists and can be listed and read now,
+ * kept by its canonical name, against which every file served is
+ * checked (static_file.c). */
+static void set_static(struct loader *ld, struct route *r, const char *value)
+{
+    char *path = beside_config(ld->cfg, value);
+    char *canon = realpath(path, NULL);
+    struct stat st;
+
+    r->static_refused = true;   /* unless it passes every check */
+    if (!canon)
+        report(ld, ld->line, "static: '%s': %s", value, strerror(errno));
+    else if (stat(canon, &st) != 0 || !S_ISDIR(st.st_mode))
+        report(ld, ld->line, "static: '%s' is not a folder", value);
+    else if (access(canon, R_OK | X_OK) != 0)
+        report(ld, ld->line, "static: '%s' cannot be read: %s", value,
+               strerror(errno));
+    else {
+        r->static_dir = strdup(canon);
+        r->static_refused = false;
+    }
+    free(canon);
+    free(path);
+}
+
 static void route_key(struct loader *ld, const char *name, const char *value)
 {
     struct route *r = ld->route;
@@ -267,6 +308,9 @@ static void route_key(struct loader *ld, const char *name, const char *value)
         else
             report(ld, ld->line, "backpressure: '%s' is not 'close' or "
                    "'drop'", value);
+    } else if (strcmp(name, "static") == 0) {
+        if (once(ld, 1u << 4, name) == 0)
+            set_static(ld, r, value);
     } else {
         report(ld, ld->line, "unknown key '%s' in [%s]", name, ld->section);
     }
@@ -360,27 +404,22 @@ static void check_whole(struct loader *ld)
         report(ld, ld->line, "[server] needs at least one 'listen'");
     if (cfg->nroutes == 0)
         report(ld, ld->line, "no [route /PATH] section: nothing to serve");
+    /* A route whose 'static' was refused has already been reported. */
     for (size_t i = 0; i < cfg->nroutes; i++)
-        if (!cfg->routes[i].handler_name)
-            report(ld, cfg->routes[i].line, "[route %s] has no 'handler'",
-                   cfg->routes[i].path);
+        if (!cfg->routes[i].handler_name && !cfg->routes[i].static_dir &&
+            !cfg->routes[i].static_refused)
+            report(ld, cfg->routes[i].line, "[route %s] has neither "
+                   "'handler' nor 'static'", cfg->routes[i].path);
     if (!cfg->plugin_dir)
         report(ld, ld->line, "[server] needs 'plugin_dir'");
 }
 
-/* A relative plugin_dir is taken relative to the config file's folder, so
- * a config works wherever it is run from. */
+/* A relative plugin_dir is taken relative to the config file's folder. */
 static void resolve_plugin_dir(struct config *cfg)
 {
-    if (!cfg->plugin_dir || cfg->plugin_dir[0] == '/')
+    if (!cfg->plugin_dir)
         return;
-    const char *slash = strrchr(cfg->file, '/');
-    if (!slash)
-        return;
-    char *abs = NULL;
-    if (asprintf(&abs, "%.*s/%s", (int)(slash - cfg->file), cfg->file,
-                 cfg->plugin_dir) < 0)
-        abort();
+    char *abs = beside_config(cfg, cfg->plugin_dir);
     free(cfg->plugin_dir);
     cfg->plugin_dir = abs;
 }
@@ -425,6 +464,7 @@ void config_free(struct config *cfg)
         struct route *r = &cfg->routes[i];
         free(r->path);
         free(r->handler_name);
+        free(r->static_dir);
         free_words(r->protocols, r->nprotocols);
         free_words(r->origins, r->norigins);
     }

@@ -28,6 +28,7 @@
 #include "outq.h"
 #include "log.h"
 #include "snowd/snowd.h"
+#include "static.h"
 #include "worker.h"
 
 /* Frames at least this large skip the output buffer when it is empty. */
@@ -285,6 +286,22 @@ static void reject(struct conn *c, int status)
     list_move(c, LIST_CLOSING, ev_now(worker.loop));
 }
 
+/* Answers a plain GET or HEAD from the route's folder, then closes the
+ * connection as reject() does, once the whole file is written. */
+static void serve_static(struct conn *c, const struct route *r,
+                         const struct http_request *req)
+{
+    struct static_reply rep;
+
+    static_answer(r, req, &rep);
+    queue(c, rep.head, rep.head_len);
+    if (rep.body_len)
+        queue(c, rep.body, rep.body_len);
+    static_reply_free(&rep);
+    c->state = CONN_LINGER;
+    list_move(c, LIST_CLOSING, ev_now(worker.loop));
+}
+
 /* Gives the connection room for the handler's state once it is known.
  * Safe because nothing but the loop and the lists point at it yet. */
 static struct conn *grow_for_state(struct conn *c, size_t state_size)
@@ -379,7 +396,14 @@ static struct conn *handshake(struct conn *c)
     case HTTP_ERR_VERSION: reject(c, 505); return c;
     case HTTP_DONE: break;
     }
+    const struct route *files = static_route(cfg->routes, cfg->nroutes, &req);
+    if (files) {
+        serve_static(c, files, &req);
+        return c;
+    }
     c->route = route_find(cfg->routes, cfg->nroutes, req.path, req.path_len);
+    if (c->route && !c->route->handler_name)
+        c->route = NULL;   /* static files only: no WebSocket here */
     int status = handshake_check(&req, c->route, &hs);
     if (status == 0 && !c->route->handler)
         status = 503;

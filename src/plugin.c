@@ -196,6 +196,8 @@ unsigned plugin_resolve_routes(const struct plugin_set *set,
     unsigned missing = 0;
 
     for (size_t i = 0; i < nroutes; i++) {
+        if (!routes[i].handler_name)
+            continue;   /* static files only */
         routes[i].handler = plugin_find_handler(set, routes[i].handler_name);
         if (!routes[i].handler) {
             log_error("%s:%u: [route %s]: no loaded plugin has a handler "

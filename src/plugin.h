@@ -38,8 +38,8 @@ int plugin_load(struct plugin_set *set, const char *file);
 const struct snow_handler *plugin_find_handler(const struct plugin_set *set,
                                                const char *name);
 
-/* Points each route at its handler; logs every route whose handler is
- * missing and returns how many there were. */
+/* Points each route that names a handler at it; logs every route whose
+ * handler is missing and returns how many there were. */
 unsigned plugin_resolve_routes(const struct plugin_set *set,
                                struct route *routes, size_t nroutes,
                                const char *config_file);

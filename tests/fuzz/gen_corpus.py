@@ -8,6 +8,8 @@ Layouts (see each fuzz_*.c):
   utf8/    byte 0 = split selector, then the text
   confval/ the value string
   ipc/     byte 0 = split selector, then a stream of channel frames
+  static/  byte 0 = route prefix selector, byte 1 = head buffer size, then
+           the request target (or, alone, an HTTP date)
 """
 import os
 import struct
@@ -246,9 +248,65 @@ def gen_ipc():
         write("ipc", name, bytes([(i * 59) & 0xFF]) + data)
 
 
+def gen_chat_json():
+    """The chat plugin's client messages (plugins/chat_json.c)."""
+    docs = [
+        '{"op":"nick","nick":"ann"}',
+        '{"op":"join","room":"lobby"}',
+        '{"op":"leave","room":"lobby"}',
+        '{"op":"say","room":"lobby","text":"hi"}',
+        '{"op":"members","room":"lobby"}',
+        '{}',
+        ' \t\r\n{ "a" : "b" , "c" : "" } \n',
+        '{"t":"\\"\\\\\\/\\b\\f\\n\\r\\t"}',
+        '{"t":"\\u0041\\u00e9\\u20AC\\ud83d\\ude00"}',
+        '{"t":"\\ud83d"}',
+        '{"t":"\\u0000"}',
+        '{"t":"\\x41"}',
+        '{"n":1,"b":true,"z":null,"o":{},"a":[]}',
+        '{"op":"a","op":"b"}',
+        '{"k0":"v","k1":"v","k2":"v","k3":"v","k4":"v","k5":"v",'
+        '"k6":"v","k7":"v","k8":"v"}',
+        '{"a":"b"}x',
+        '{"a":"b",}',
+    ]
+    for i, d in enumerate(docs):
+        write("chat_json", f"c{i:02d}", d.encode())
+    write("chat_json", "utf8", '{"t":"h\u00e9llo \U0001F600"}'.encode())
+    write("chat_json", "bad_utf8", b'{"t":"\xc0\x80\xed\xa0\x80"}')
+    write("chat_json", "control", b'{"t":"a\x01b"}')
+
+
+def gen_static():
+    # Byte 0 picks the prefix in fuzz_static.c: 0 "/", 1 "/demo",
+    # 2 "/demo/", 3 "/a/b", 4 "//".
+    targets = [
+        (0, "/"), (0, "/index.html"), (0, "/js/app.js?v=3"), (1, "/demo"),
+        (1, "/demo/"), (2, "/demo/app.js"), (1, "/demox"), (3, "/a/b/c/d.css"),
+        (0, "/../etc/passwd"), (0, "/%2e%2e/etc/passwd"),
+        (0, "/..%2fetc%2fpasswd"), (0, "/%252e%252e/etc/passwd"),
+        (0, "/..\\etc\\passwd"), (0, "/a%5c..%5cb"), (0, "/index.html%00.png"),
+        (0, "/a/./b/../c"), (0, "//a//b///c.txt"), (0, "/a/."),
+        (0, "/hello%20world.txt"), (0, "/%E2%82%AC.txt"), (0, "/%zz"),
+        (0, "/a%2"), (0, "/what%3F.txt?q=1#frag"), (4, "/x"), (0, "*"),
+        (0, "http://example.com/x"), (0, "/" + "a" * 1100),
+        (0, "/" + "%41" * 1030), (0, "/" + "/" * 300 + "x.js"),
+    ]
+    for i, (sel, t) in enumerate(targets):
+        write("static", "t%02d" % i, bytes([sel, (i * 37) & 0xFF]) +
+              t.encode("latin-1"))
+    dates = ["Sun, 06 Nov 1994 08:49:37 GMT", "Thu, 29 Feb 2024 00:00:00 GMT",
+             "Wed, 29 Feb 2023 00:00:00 GMT", "Mon, 06 Nov 1994 08:49:37 GMT",
+             "Fri, 31 Dec 9999 23:59:59 GMT"]
+    for i, d in enumerate(dates):
+        write("static", "d%02d" % i, d.encode())
+
+
 if __name__ == "__main__":
     gen_http()
     gen_ws()
     gen_utf8()
     gen_confval()
     gen_ipc()
+    gen_static()
+    gen_chat_json()

@@ -4,7 +4,9 @@
 set -e
 src=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 bld=${top_builddir:-$src}
-for target in http ws utf8 confval ipc; do
+n=0
+for target in http ws utf8 confval ipc static chat_json; do
     "$bld/tests/fuzz/replay_$target" "$src/tests/fuzz/corpus/$target"
+    n=$((n + 1))
 done
-echo "fuzz corpus replay: 5 passed, 0 failed"
+echo "fuzz corpus replay: $n passed, 0 failed"

@@ -9,11 +9,11 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p tests/fuzz/crashes
 core="src/utf8.c src/ws.c src/http.c src/handshake.c src/route.c src/confval.c \
-    src/ipc.c src/names.c"
-for target in http ws utf8 confval ipc; do
+    src/ipc.c src/names.c src/static.c plugins/chat_json.c"
+for target in http ws utf8 confval ipc static chat_json; do
     # shellcheck disable=SC2086
     clang -g -O1 -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=all -Isrc -Iinclude \
+        -fno-sanitize-recover=all -Isrc -Iinclude -Iplugins \
         "tests/fuzz/fuzz_$target.c" $core -lcrypto -o "$out/fuzz_$target"
     mkdir -p "$out/corpus_$target"
     cp tests/fuzz/corpus/"$target"/* "$out/corpus_$target/"

@@ -72,5 +72,7 @@ PY
 test -f "$tmp/prefix/share/man/man8/snowd.8"
 test -f "$tmp/prefix/etc/snowd/snowd.ini"
 grep -q "^plugin_dir = $tmp/prefix/lib/snowd" "$tmp/prefix/etc/snowd/snowd.ini"
+grep -q "^static = $tmp/prefix/share/snowd/www/chat$" "$tmp/prefix/etc/snowd/snowd.ini"
+test -f "$tmp/prefix/share/snowd/www/chat/index.html"
 "$tmp/prefix/sbin/snowd" -t -c "$tmp/prefix/etc/snowd/snowd.ini"
 echo "out-of-tree plugin: 1 passed, 0 failed"

@@ -13,7 +13,7 @@ Environment:
                  <top_builddir> being $top_builddir or the repository root)
   SNOWD_PLUGINS  colon-separated plugin .so files linked into a temporary
                  plugin_dir (default: the build tree's echo.so, counter.so,
-                 ticker.so, testkit.so and actorkit.so)
+                 ticker.so, chat.so, testkit.so and actorkit.so)
 """
 import base64
 import hashlib
@@ -63,6 +63,7 @@ def plugin_files():
         files = [TOP_BUILDDIR / "plugins/.libs/echo.so",
                  TOP_BUILDDIR / "plugins/.libs/counter.so",
                  TOP_BUILDDIR / "plugins/.libs/ticker.so",
+                 TOP_BUILDDIR / "plugins/.libs/chat.so",
                  TOP_BUILDDIR / "tests/plugins/.libs/testkit.so",
                  TOP_BUILDDIR / "tests/plugins/.libs/actorkit.so"]
     missing = [str(f) for f in files if not f.is_file()]
@@ -623,10 +624,14 @@ class RawClient:
     """A socket speaking raw bytes, with helpers for HTTP and frames."""
 
     def __init__(self, port, timeout=5.0, host="127.0.0.1",
-                 family=socket.AF_INET):
+                 family=socket.AF_INET, rcvbuf=None):
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if rcvbuf is not None:
+            # Before connect(), so that the window offered stays small
+            # (a client that never reads then holds little in the kernel).
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.connect((host, port))
         self.port = port
         self.host = host

@@ -79,6 +79,10 @@ def test_shipped_example_config_is_valid(tmp_path):
     text = re.sub(r"(?m)^plugin_dir *=.*$",
                   f"plugin_dir = {make_plugin_dir(tmp_path / 'plugins')}",
                   src.read_text())
+    # The demo page's folder, relative to conf/ in the source tree.
+    text = re.sub(r"(?m)^static *= *\.\./(.*)$",
+                  lambda m: f"static = {src.parent.parent / m.group(1)}",
+                  text)
     conf = tmp_path / "snowd.ini"
     conf.write_text(text)
     r = run("-t", "-c", conf)
@@ -315,7 +319,8 @@ def test_route_without_handler(tmp_path):
         [route /empty]
         subprotocols = a
         """)
-    assert_error_at(conf, r, 8, "[route /empty] has no 'handler'")
+    assert_error_at(conf, r, 8,
+                    "[route /empty] has neither 'handler' nor 'static'")
 
 
 @pytest.mark.parametrize("header", ["route ", "route  ", "route echo",
@@ -591,7 +596,8 @@ def test_every_error_is_reported_in_one_run(tmp_path):
         subprotocols = a
         """)
     assert_error_at(conf, r, 4, "log_level")
-    assert f"{conf}:5: [route /echo] has no 'handler'" in r.stderr, r.stderr
+    assert (f"{conf}:5: [route /echo] has neither 'handler' nor "
+            "'static'") in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("value,ok", [("64K", True), ("65537", False),
