@@ -8,6 +8,7 @@
 #include "channel.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,9 @@ void channel_start(int fd)
 
     if (every > 1.0)
         every = 1.0;
+    /* Never block the loop on a busy master: a full channel queues, and
+     * past its limit tells fail with -SNOW_EFULL. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     worker.chan_fd = fd;
     worker.chan_out.limit = CHANNEL_OUT_LIMIT;
     ev_io_init(&worker.chan_read, read_cb, fd, EV_READ);

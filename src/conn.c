@@ -565,6 +565,10 @@ bool conn_room_deliver(struct actor *a, struct block *b, uint32_t off,
         return false;
     }
     outq_append_shared(&c->out, b, off, end);
+    /* Room traffic counts like the handler's own output: a client that
+     * does not read it is not read from either, until it catches up. */
+    if (over_backpressure(c))
+        c->flags |= CONN_PAUSED;
     if (!(c->flags & CONN_IN_READ))
         mark_pending(c);
     return true;

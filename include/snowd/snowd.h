@@ -79,7 +79,9 @@ enum snow_msg_type {
     SNOW_MSG_ROOM,       /* a message published to `room`; from = the
                             publisher, tag = its enum snow_kind */
     SNOW_MSG_JOIN,       /* presence: actor `from` joined `room` */
-    SNOW_MSG_LEAVE       /* presence: actor `from` left `room` (or ended) */
+    SNOW_MSG_LEAVE       /* presence: actor `from` left `room` (or ended;
+                            not sent for the members of a worker that
+                            died: monitor members whose end matters) */
 };
 
 struct snow_msg {

@@ -451,6 +451,8 @@ static int kit_info(snow_actor *self, const struct snow_msg *msg)
         printable(text, msg->data, msg->len);
         return reply(self, "info down from=%llu reason=%s",
                      (unsigned long long)msg->from, text);
+    default:   /* rooms: see roomkit */
+        break;
     }
     return reply(self, "info type=%d", (int)msg->type);
 }
