@@ -289,8 +289,9 @@ SNOW_API int snow_publish(snow_actor *self, const char *room,
         !(data == worker.validated_text && len == worker.validated_len) &&
         !utf8_valid(data, len))
         return -SNOW_EUTF8;
-    if (a->flags & ACTOR_EXITED)
-        return -SNOW_ECLOSED;
+    /* An actor that has ended may still publish from its last callback
+     * (on_close of a crashed connection, a service's terminate): that is
+     * how the others hear that it left. */
     return rooms_publish(a, room, rlen, (uint32_t)kind, data, len, flags);
 }
 

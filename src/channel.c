@@ -83,7 +83,8 @@ static void handle_publish(const uint8_t *b, size_t len)
 {
     uint32_t nlen = ipc_get_u32(b + 12);
 
-    if (nlen == 0 || nlen > SNOW_ROOM_MAX || nlen > len - IPC_PUBLISH_HDR) {
+    if (nlen == 0 || nlen > SNOW_ROOM_MAX || nlen > len - IPC_PUBLISH_HDR ||
+        len - IPC_PUBLISH_HDR - nlen > SNOW_MSG_MAX) {
         log_warn("channel: malformed publish from the master; ignored");
         return;
     }
@@ -407,10 +408,10 @@ void channel_publish(const char *room, size_t len, snow_pid from,
     ipc_put_u32(p + 8, kind);
     ipc_put_u32(p + 12, (uint32_t)len);
     memcpy(p + IPC_PUBLISH_HDR, room, len);
-    /* Presence events are bounded by joins and leaves, and a lost one
-     * would leave a member list wrong forever: never refused.  Messages
-     * were checked with channel_has_room. */
-    send_control(IPC_PUBLISH, p, IPC_PUBLISH_HDR + len, data, dlen);
+    /* Messages were checked with channel_has_room; presence events are
+     * bounded like tells, and dropped like them when the channel is
+     * full (they already count against the receivers' mailboxes). */
+    channel_send(IPC_PUBLISH, p, IPC_PUBLISH_HDR + len, data, dlen);
 }
 
 void channel_close(void)

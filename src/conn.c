@@ -533,10 +533,7 @@ static void on_chunk(struct conn *c, const struct ws_chunk *ch)
  * block it pins, so that a queue of many tiny ranges is bounded too. */
 static bool over_backpressure(const struct conn *c)
 {
-    if (!c->out)
-        return false;
-    return c->out->bytes + (size_t)c->out->n * OUTQ_RANGE_COST >
-           worker.cfg->max_backpressure;
+    return outq_cost(c->out) > worker.cfg->max_backpressure;
 }
 
 bool conn_over_backpressure(struct conn *c)

@@ -279,7 +279,9 @@ static void count_dropped(struct slot *dst)
 }
 
 /* Forwards a publish, unread but for the room, to the other workers
- * that have members. */
+ * that have members.  Messages and presence events alike are bounded by
+ * the channel's limit: both can be dropped for a worker that does not
+ * keep up. */
 static void on_publish(struct slot *sl, const struct ipc_hdr *h,
                        const uint8_t *b)
 {
@@ -287,8 +289,17 @@ static void on_publish(struct slot *sl, const struct ipc_hdr *h,
     uint32_t nlen = ipc_get_u32(b + 12);
     unsigned s = slot_of(sl);
 
+    bool presence = kind == ROOMS_PRESENCE_JOIN ||
+                    kind == ROOMS_PRESENCE_LEAVE;
+    size_t dlen = nlen <= h->len - IPC_PUBLISH_HDR
+                  ? h->len - IPC_PUBLISH_HDR - nlen : 0;
+    /* What workers fan out must be what snow_publish could have made:
+     * they copy it into buffers sized for that. */
     if (nlen > h->len - IPC_PUBLISH_HDR ||
-        !rooms_name_valid((const char *)b + IPC_PUBLISH_HDR, nlen)) {
+        !rooms_name_valid((const char *)b + IPC_PUBLISH_HDR, nlen) ||
+        dlen > SNOW_MSG_MAX ||
+        !(kind == SNOW_TEXT || kind == SNOW_BINARY || presence) ||
+        (presence && dlen)) {
         kill_worker(sl, "sent a malformed publish");
         return;
     }
@@ -298,13 +309,7 @@ static void on_publish(struct slot *sl, const struct ipc_hdr *h,
         struct slot *dst = &m.slots[t];
         if (t == s || !(mask & (1ull << t)) || !dst->pid)
             continue;
-        /* Presence events are never dropped; messages are bounded. */
-        size_t limit = dst->out.limit;
-        if (kind >= ROOMS_PRESENCE_JOIN)
-            dst->out.limit = 0;
-        int rc = ipc_forward(&dst->out, b - sizeof *h, sizeof *h + h->len);
-        dst->out.limit = limit;
-        if (rc != 0)
+        if (ipc_forward(&dst->out, b - sizeof *h, sizeof *h + h->len) != 0)
             count_dropped(dst);
     }
 }

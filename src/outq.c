@@ -42,6 +42,7 @@ struct block *block_new(size_t cap)
     }
     b->refs = 1;
     b->len = 0;
+    b->pin = 0;
     return b;
 }
 
@@ -66,6 +67,8 @@ static struct outq *queue_new(void)
         q->cap = QUEUE_MIN;
     }
     q->bytes = 0;
+    q->own = 0;
+    q->pinned = 0;
     q->head = q->n = 0;
     return q;
 }
@@ -95,6 +98,8 @@ static struct outq_range *push_range(struct outq **qp)
         for (uint32_t i = 0; i < q->n; i++)
             nq->r[i] = *range_at(q, i);
         nq->bytes = q->bytes;
+        nq->pinned = q->pinned;
+        nq->own = q->own;
         nq->head = 0;
         nq->n = q->n;
         nq->cap = 2 * q->cap;
@@ -114,14 +119,17 @@ void outq_append(struct outq **qp, const void *p, size_t n)
     const uint8_t *src = p;
     struct outq_range *t = tail(*qp);
 
-    /* The tail block is ours alone and ends with our bytes: fill it. */
-    if (t && t->b->refs == 1 && t->end == t->b->len) {
+    /* The tail block is a private one, ours alone, and ends with our
+     * bytes: fill it.  (A room's block stays the room's, even once the
+     * queue holds its last reference, so that its charge stays right.) */
+    if (t && t->b->refs == 1 && !t->b->pin && t->end == t->b->len) {
         size_t room = t->b->cap - t->b->len;
         size_t k = n < room ? n : room;
         memcpy(t->b->data + t->b->len, src, k);
         t->b->len += (uint32_t)k;
         t->end += (uint32_t)k;
         (*qp)->bytes += k;
+        (*qp)->own += k;
         src += k;
         n -= k;
     }
@@ -133,6 +141,7 @@ void outq_append(struct outq **qp, const void *p, size_t n)
     t = push_range(qp);
     *t = (struct outq_range){ b, 0, (uint32_t)n };
     (*qp)->bytes += n;
+    (*qp)->own += n;
 }
 
 void outq_append_shared(struct outq **qp, struct block *b, uint32_t off,
@@ -148,6 +157,7 @@ void outq_append_shared(struct outq **qp, struct block *b, uint32_t off,
         block_ref(b);
         t = push_range(qp);
         *t = (struct outq_range){ b, off, end };
+        (*qp)->pinned += b->pin;
     }
     (*qp)->bytes += end - off;
 }
@@ -161,9 +171,15 @@ static void consume(struct outq *q, size_t done)
         size_t len = r->end - r->off;
         if (done < len) {
             r->off += (uint32_t)done;
+            if (!r->b->pin)
+                q->own -= done;
             return;
         }
         done -= len;
+        if (r->b->pin)
+            q->pinned -= r->b->pin;
+        else
+            q->own -= len;
         block_unref(r->b);
         q->head = (q->head + 1) % q->cap;
         q->n--;

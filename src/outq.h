@@ -30,6 +30,9 @@ struct block {
     uint32_t refs;
     uint32_t len;       /* bytes written */
     uint32_t cap;
+    uint32_t pin;       /* what a queue holding a range of this shared
+                           block is charged for keeping it alive: its
+                           capacity for a room's block, 0 for private */
     uint8_t data[];
 };
 
@@ -47,13 +50,14 @@ struct outq_range {
     uint32_t off, end;
 };
 
-/* What one range costs against max_backpressure besides its bytes: its
- * own 16 bytes and a share of the room block it keeps alive (a room's
- * first block in a turn is 256 bytes). */
+/* What one range costs against max_backpressure besides its bytes and
+ * the block it pins (outq_cost). */
 #define OUTQ_RANGE_COST 64
 
 struct outq {
     size_t bytes;           /* unsent */
+    size_t own;             /* unsent bytes in blocks with no pin */
+    size_t pinned;          /* sum of the pin of each range's block */
     uint32_t head, n, cap;  /* ring of ranges */
     struct outq_range r[];
 };
@@ -68,6 +72,14 @@ void outq_append_shared(struct outq **q, struct block *b, uint32_t off,
 static inline size_t outq_size(const struct outq *q)
 {
     return q ? q->bytes : 0;
+}
+
+/* The memory a queue holds, as charged against max_backpressure: its
+ * own bytes, and for each range of a shared block the whole block it
+ * keeps alive, however little of it is still to be sent. */
+static inline size_t outq_cost(const struct outq *q)
+{
+    return q ? q->own + q->pinned + (size_t)q->n * OUTQ_RANGE_COST : 0;
 }
 
 /* Writes what it can with one writev; frees the queue once empty.

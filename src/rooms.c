@@ -34,6 +34,8 @@ struct room {
     uint32_t n, cap;
     uint32_t count[ROOMS_MAX_WORKERS];
     uint64_t others;               /* members on other workers */
+    uint32_t sent;                 /* count[self] as the master knows it */
+    uint32_t npresence;            /* local members with PRESENCE */
     struct block *cur;             /* this turn's frames */
     uint32_t next_block;           /* size of the next block this turn */
     struct room *turn_next;        /* on the turn list */
@@ -144,7 +146,7 @@ static uint32_t own_count(const struct room *r)
 /* Frees r when nothing needs it any more. */
 static void release_if_unused(struct room *r)
 {
-    if (r->n || r->others || own_count(r) || r->on_turn)
+    if (r->n || r->others || own_count(r) || r->sent || r->on_turn)
         return;
     struct room **p = &R.buckets[r->hash & (R.cap - 1)];
     while (*p != r)
@@ -236,6 +238,8 @@ static void tell_member(struct rooms_member *m, snow_pid from,
 {
     struct room *r = m->room;
 
+    if (dlen > SNOW_MSG_MAX)
+        abort();   /* callers check: the scratch buffer holds no more */
     memcpy(R.scratch, r->name, r->len + 1u);
     if (dlen)
         memcpy(R.scratch + r->len + 1, data, dlen);
@@ -261,6 +265,7 @@ static struct block *encode(struct room *r, uint32_t kind, const void *data,
             block_unref(r->cur);
         size_t size = r->next_block > flen ? r->next_block : flen;
         r->cur = block_new(size);
+        r->cur->pin = r->cur->cap;
         r->next_block = size * 2 < BLOCK_STD_SIZE ? (uint32_t)size * 2
                                                   : BLOCK_STD_SIZE;
         put_on_turn(r);
@@ -304,6 +309,8 @@ static void announce(struct room *r, snow_pid who, uint32_t kind)
 {
     enum snow_msg_type type = kind == ROOMS_PRESENCE_JOIN ? SNOW_MSG_JOIN
                                                           : SNOW_MSG_LEAVE;
+    if (!r->npresence)
+        return;
     for (uint32_t i = 0; i < r->n; i++) {
         struct rooms_member *m = r->members[i];
         if ((m->flags & SNOW_JOIN_PRESENCE) && m->actor->pid != who)
@@ -368,12 +375,17 @@ int rooms_join(struct actor *a, const char *name, size_t len, unsigned flags)
                                 .index = r->n, .flags = (uint8_t)flags };
     a->rooms = m;
     r->members[r->n++] = m;
+    if (flags & SNOW_JOIN_PRESENCE)
+        r->npresence++;
     own_count_changed(r);
-    if (r->n == 1) {
-        /* The first member here: the master must know before any
-         * publish that follows this call can be routed. */
+    if (r->sent == 0) {
+        /* The master routes no publish here yet: it must know of this
+         * member before the call returns, so that no publish that follows
+         * misses it.  (A room that emptied and filled again within one
+         * turn never told the master it was empty, and needs no call.) */
         r->count_dirty = false;
-        R.hooks->count(r->name, r->len, 1, true);
+        r->sent = r->n;
+        R.hooks->count(r->name, r->len, r->n, true);
     }
     announce_everywhere(r, a->pid, ROOMS_PRESENCE_JOIN);
     return 0;
@@ -386,6 +398,8 @@ static void remove_member(struct rooms_member *m)
 
     r->members[m->index] = last;
     last->index = m->index;
+    if (m->flags & SNOW_JOIN_PRESENCE)
+        r->npresence--;
     own_count_changed(r);
     announce_everywhere(r, m->actor->pid, ROOMS_PRESENCE_LEAVE);
     free(m);
@@ -531,10 +545,11 @@ void rooms_flush(void)
     while (r) {
         struct room *next = r->turn_next;
         r->on_turn = false;
-        if (r->count_dirty) {
-            r->count_dirty = false;
+        if (r->count_dirty && r->n != r->sent) {
+            r->sent = r->n;
             R.hooks->count(r->name, r->len, r->n, false);
         }
+        r->count_dirty = false;
         /* Members keep their references; the room starts afresh. */
         if (r->cur) {
             block_unref(r->cur);

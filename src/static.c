@@ -60,6 +60,12 @@ static enum static_rc end_segment(struct static_target *out, size_t seg_len,
     *dot = seg_len == 1 && s[0] == '.';
     if (seg_len == 2 && s[0] == '.' && s[1] == '.')
         return STATIC_ERR_TRAVERSAL;
+    /* Hidden files and folders (.git, .env, .htpasswd) are never
+     * served: a folder published as a whole often holds some.  Only
+     * /.well-known/ (RFC 8615) is meant for the world. */
+    if (seg_len >= 2 && s[0] == '.' &&
+        !(seg_len == 11 && memcmp(s, ".well-known", 11) == 0))
+        return STATIC_ERR_TRAVERSAL;
     if (*dot) {
         out->rel_len -= 1;
         if (out->rel_len)
@@ -357,8 +363,15 @@ size_t static_write_head(char *out, size_t cap, const struct static_head *h)
         /* The path as the client sent it: still percent-encoded, and free
          * of CR, LF and blanks, which the request parser refuses. */
         const struct static_target *t = h->redirect;
-        put(out, cap, &pos, "Location: %.*s/%s%.*s\r\n", (int)t->path_len,
-            t->path, t->query ? "?" : "", (int)t->query_len,
+        const char *path = t->path;
+        size_t len = t->path_len;
+        /* "//host/" would name another host: one leading slash only. */
+        while (len > 1 && path[0] == '/' && path[1] == '/') {
+            path++;
+            len--;
+        }
+        put(out, cap, &pos, "Location: %.*s/%s%.*s\r\n", (int)len, path,
+            t->query ? "?" : "", (int)t->query_len,
             t->query ? t->query : "");
     }
     if (h->status == 405)

@@ -105,8 +105,9 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     actor_timers_run(now);
     actor_run(ACTOR_TURN_MAX);
     bool more = service_run_pending();
-    rooms_flush();
     conn_run_pending();
+    /* After the connections that died writing have left their rooms. */
+    rooms_flush();
     channel_flush();
     arm_actor_timer(now);
     if (more || actor_pending())

@@ -91,6 +91,9 @@ static enum static_rc reference(const char *prefix, const char *t, size_t len,
         last_dot = sl == 1 && dec[s] == '.';
         if (sl == 2 && dec[s] == '.' && dec[s + 1] == '.')
             rc = STATIC_ERR_TRAVERSAL;
+        else if (sl >= 2 && dec[s] == '.' &&
+                 !(sl == 11 && memcmp(dec + s, ".well-known", 11) == 0))
+            rc = STATIC_ERR_TRAVERSAL;   /* hidden names */
         else if (sl && !last_dot) {
             if (o)
                 out[o++] = '/';

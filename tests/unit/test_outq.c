@@ -775,6 +775,47 @@ static void test_outq_write_to_closed_peer_is_epipe(void **state)
     close(sv[0]);
 }
 
+/* A queue pays for every shared block it keeps alive, once per range:
+ * a slow member holding a few bytes of a large room block is charged
+ * the block (what max_backpressure bounds is real memory). */
+static void test_outq_cost_counts_pinned_blocks(void **state)
+{
+    (void)state;
+    struct outq *q = NULL;
+    struct block *b1 = block_new(4096), *b2 = block_new(256);
+    int sv[2];
+
+    b1->pin = b1->cap;
+    b2->pin = b2->cap;
+    memset(b1->data, 'a', 64);
+    b1->len = 64;
+    memset(b2->data, 'b', 16);
+    b2->len = 16;
+    assert_int_equal(outq_cost(q), 0);
+    outq_append_shared(&q, b1, 0, 8);
+    assert_int_equal(q->pinned, 4096);
+    assert_int_equal(outq_cost(q), 4096 + OUTQ_RANGE_COST);
+    outq_append_shared(&q, b1, 8, 64);          /* extends: no new pin */
+    assert_int_equal(q->pinned, 4096);
+    outq_append(&q, "xyz", 3);                  /* private: no pin */
+    assert_int_equal(q->pinned, 4096);
+    outq_append_shared(&q, b2, 0, 16);
+    assert_int_equal(q->pinned, 4096 + 256);
+    assert_int_equal(q->own, 3);
+    assert_int_equal(outq_cost(q), 3 + 4096 + 256 + 3 * OUTQ_RANGE_COST);
+    pair(sv, 0);
+    /* Writing past the first range releases its pin. */
+    assert_int_equal(outq_write(&q, sv[0]), 64 + 3 + 16);
+    assert_null(q);
+    assert_int_equal(outq_cost(q), 0);
+    assert_int_equal(b1->refs, 1);
+    assert_int_equal(b2->refs, 1);
+    block_unref(b1);
+    block_unref(b2);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -794,6 +835,7 @@ int main(void)
         T(test_outq_random_appends_and_writes),
         T(test_outq_free_drops_references),
         T(test_outq_write_to_closed_peer_is_epipe),
+        T(test_outq_cost_counts_pinned_blocks),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
