@@ -9,9 +9,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,7 @@ struct loader {
     char section[256];              /* current section, as written */
     struct route *route;            /* current [route] section, or NULL */
     unsigned seen;                  /* bit set of single keys seen */
+    unsigned user_line, group_line;
 };
 
 static void report(struct loader *ld, unsigned line, const char *fmt, ...)
@@ -140,6 +144,33 @@ static void set_duration(struct loader *ld, const char *name,
         *out = v;
 }
 
+static char *beside_config(const struct config *cfg, const char *path);
+
+/* pid_file = PATH: its folder must exist now; the master writes the file
+ * only once its listeners are bound (pidfile.c). */
+static void set_pid_file(struct loader *ld, const char *value)
+{
+    char *path = beside_config(ld->cfg, value);
+    const char *slash = strrchr(path, '/');
+    char *dir = !slash ? strdup(".") : slash == path ? strdup("/")
+                : strndup(path, (size_t)(slash - path));
+    struct stat st;
+
+    if (!*value || path[strlen(path) - 1] == '/')
+        report(ld, ld->line, "pid_file: '%s' is not a file name", value);
+    else if (stat(dir, &st) != 0)
+        report(ld, ld->line, "pid_file: folder '%s': %s", dir,
+               strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        report(ld, ld->line, "pid_file: '%s' is not a folder", dir);
+    else {
+        ld->cfg->pid_file = path;
+        path = NULL;
+    }
+    free(dir);
+    free(path);
+}
+
 static void server_key(struct loader *ld, const char *name, const char *value)
 {
     struct config *cfg = ld->cfg;
@@ -189,6 +220,24 @@ static void server_key(struct loader *ld, const char *name, const char *value)
             if (cfg->restart_window == 0)
                 report(ld, ld->line, "restart_window: must be longer than 0");
         }
+    } else if (strcmp(name, "log_format") == 0) {
+        if (once(ld, 1u << 8, name) == 0 &&
+            log_format_parse(value, &cfg->log_format) != 0)
+            report(ld, ld->line, "log_format: '%s' is not one of auto, "
+                   "plain, journal", value);
+    } else if (strcmp(name, "user") == 0) {
+        if (once(ld, 1u << 9, name) == 0) {
+            cfg->user = strdup(value);
+            ld->user_line = ld->line;
+        }
+    } else if (strcmp(name, "group") == 0) {
+        if (once(ld, 1u << 10, name) == 0) {
+            cfg->group = strdup(value);
+            ld->group_line = ld->line;
+        }
+    } else if (strcmp(name, "pid_file") == 0) {
+        if (once(ld, 1u << 11, name) == 0)
+            set_pid_file(ld, value);
     } else if (strcmp(name, "accept") == 0) {
         if (once(ld, 1u << 7, name) != 0)
             return;
@@ -396,6 +445,87 @@ static int on_key(void *user, const char *section, const char *name,
     return ld->errors == errors;
 }
 
+/* getpwnam and getgrnam leave errno 0 or one of these for a name that
+ * is simply not there (getpwnam(3)). */
+static bool not_found(int err)
+{
+    return err == 0 || err == ENOENT || err == ESRCH || err == EBADF ||
+           err == EPERM;
+}
+
+/* The user's supplementary groups, gid among them, as initgroups(3) would
+ * set them; read here once, so that every worker gets the same list. */
+static void lookup_groups(struct config *cfg)
+{
+    int n = 16;
+
+    for (;;) {
+        int want = n;
+        cfg->groups = realloc(cfg->groups, (size_t)n * sizeof *cfg->groups);
+        if (!cfg->groups)
+            abort();
+        if (getgrouplist(cfg->user, cfg->gid, cfg->groups, &n) >= 0)
+            break;
+        if (n <= want)   /* no larger size asked for: do not loop */
+            n = want * 2;
+    }
+    cfg->ngroups = (size_t)n;
+}
+
+/* user and group name who workers run as (privs.c).  A name that does
+ * not exist is an error here, in `snowd -t` too, rather than a worker
+ * that fails at every start until the master gives up. */
+static void check_identity(struct loader *ld)
+{
+    struct config *cfg = ld->cfg;
+
+    if (cfg->group && !cfg->user) {
+        report(ld, ld->group_line, "group: set 'user' too; 'group' alone "
+               "would leave the workers root");
+        return;
+    }
+    if (!cfg->user)
+        return;
+    errno = 0;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (!pw) {
+        if (not_found(errno))
+            report(ld, ld->user_line, "user: no user named '%s'", cfg->user);
+        else
+            report(ld, ld->user_line, "user: cannot look up '%s': %s",
+                   cfg->user, strerror(errno));
+        return;
+    }
+    cfg->uid = pw->pw_uid;
+    cfg->gid = pw->pw_gid;
+    if (cfg->group) {
+        errno = 0;
+        struct group *gr = getgrnam(cfg->group);
+        if (!gr) {
+            if (not_found(errno))
+                report(ld, ld->group_line, "group: no group named '%s'",
+                       cfg->group);
+            else
+                report(ld, ld->group_line, "group: cannot look up '%s': %s",
+                       cfg->group, strerror(errno));
+            return;
+        }
+        cfg->gid = gr->gr_gid;
+    }
+    /* Only root can switch; anyone else may name who it already is. */
+    if (geteuid() != 0 && (cfg->uid != geteuid() ||
+                           (cfg->group && cfg->gid != getegid())))
+        report(ld, cfg->uid != geteuid() ? ld->user_line : ld->group_line,
+               "%s: snowd runs as uid %u and gid %u, not as root, so its "
+               "workers cannot switch to user '%s' (uid %u) and gid %u; run "
+               "it as root, or remove 'user' and 'group'",
+               cfg->uid != geteuid() ? "user" : "group",
+               (unsigned)geteuid(), (unsigned)getegid(), cfg->user,
+               (unsigned)cfg->uid, (unsigned)cfg->gid);
+    else
+        lookup_groups(cfg);
+}
+
 static void check_whole(struct loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -412,6 +542,7 @@ static void check_whole(struct loader *ld)
                    "'handler' nor 'static'", cfg->routes[i].path);
     if (!cfg->plugin_dir)
         report(ld, ld->line, "[server] needs 'plugin_dir'");
+    check_identity(ld);
 }
 
 /* A relative plugin_dir is taken relative to the config file's folder. */
@@ -470,6 +601,10 @@ void config_free(struct config *cfg)
     }
     free(cfg->routes);
     free(cfg->plugin_dir);
+    free(cfg->pid_file);
+    free(cfg->user);
+    free(cfg->group);
+    free(cfg->groups);
     free(cfg->file);
     free(cfg);
 }

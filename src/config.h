@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "log.h"
 #include "route.h"
@@ -26,7 +27,17 @@ struct config {
     char *file;
     char *plugin_dir;               /* absolute, or relative to the cwd */
     enum log_level log_level;
+    enum log_format log_format;
     uint64_t backlog;
+    char *pid_file;                 /* resolved like plugin_dir; NULL: none */
+
+    /* What workers run as (see privs.h); user NULL: as the master.  The
+     * names are looked up once, when the file is read. */
+    char *user, *group;             /* as written; group NULL: user's */
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;                  /* supplementary groups, gid included */
+    size_t ngroups;
 
     /* process model; durations in milliseconds */
     uint64_t workers;               /* 0 = auto: one per CPU */

@@ -13,21 +13,37 @@
  * Accepting stops while the worker is at max_connections (the kernel's
  * backlog holds new clients meanwhile, as nginx does) and, briefly, when
  * the process runs out of file descriptors.
+ *
+ * Socket activation: sockets that systemd passes (sd_listen_fds(3)) are
+ * matched to `listen` entries by the address they are bound to, and used
+ * instead of binding.  systemd passes one socket per address, bound
+ * without SO_REUSEPORT unless its unit says ReusePort=yes, so no socket
+ * per worker can join it; and duplicating it for each worker would share
+ * one socket anyway, without EPOLLEXCLUSIVE.  So a daemon that inherits
+ * any socket uses shared accept for all of its listeners.
  */
 #include "listener.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "master.h"
 #include "worker.h"
 
 #define ACCEPTS_PER_EVENT 64
@@ -61,22 +77,163 @@ fail:
     return -1;
 }
 
-int listener_bind_all(const struct config *cfg, int *fds, size_t copies)
+#ifdef HAVE_SYSTEMD
+/* Whether a socket bound to `a` serves `l`: the same family, address and
+ * port. */
+static bool same_address(const struct sockaddr_storage *a,
+                         const struct listen_spec *l)
 {
-    size_t n = 0;
+    if (a->ss_family != l->addr.ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)&l->addr;
+        return x->sin_port == y->sin_port &&
+               x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&l->addr;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return false;
+}
 
-    for (size_t c = 0; c < copies; c++)
-        for (size_t i = 0; i < cfg->nlistens; i++, n++) {
-            fds[n] = bind_one(cfg, &cfg->listens[i], copies > 1);
-            if (fds[n] < 0) {
-                while (n--)
-                    close(fds[n]);
-                return -1;
-            }
-            if (c == 0)
-                log_info("listening on %s", cfg->listens[i].text);
+static void format_address(const struct sockaddr_storage *a, char *out,
+                           size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        inet_ntop(AF_INET, &x->sin_addr, host, sizeof host);
+        snprintf(out, cap, "%s:%u", host, ntohs(x->sin_port));
+    } else {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        inet_ntop(AF_INET6, &x->sin6_addr, host, sizeof host);
+        snprintf(out, cap, "[%s]:%u", host, ntohs(x->sin6_port));
+    }
+}
+
+/* Takes the sockets systemd passed: fds[i] gets the one bound to
+ * cfg->listens[i]'s address.  Every passed socket must be a listening TCP
+ * socket that some entry claims; otherwise each offender is logged and
+ * all of them are closed.  Returns how many were taken, or -1. */
+static int inherit(const struct config *cfg, int *fds)
+{
+    int n = sd_listen_fds(1);   /* 1: workers must not see LISTEN_FDS */
+    int taken = 0;
+    bool bad = false;
+
+    if (n < 0) {
+        log_error("socket activation: sd_listen_fds: %s", strerror(-n));
+        return -1;
+    }
+    for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+        struct sockaddr_storage a;
+        socklen_t alen = sizeof a;
+        char text[INET6_ADDRSTRLEN + 16];
+        size_t i;
+
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0 ||
+            getsockname(fd, (struct sockaddr *)&a, &alen) != 0 ||
+            (a.ss_family != AF_INET && a.ss_family != AF_INET6)) {
+            log_error("socket activation: inherited descriptor %d is not a "
+                      "listening TCP socket", fd);
+            bad = true;
+            close(fd);
+            continue;
         }
+        format_address(&a, text, sizeof text);
+        for (i = 0; i < cfg->nlistens; i++)
+            if (fds[i] < 0 && same_address(&a, &cfg->listens[i]))
+                break;
+        if (i == cfg->nlistens) {
+            log_error("socket activation: inherited socket %d on %s matches "
+                      "no 'listen' in %s", fd, text, cfg->file);
+            bad = true;
+            close(fd);
+            continue;
+        }
+        /* Workers accept without ever blocking, as on their own sockets. */
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        fds[i] = fd;
+        taken++;
+    }
+    if (!bad)
+        return taken;
+    for (size_t i = 0; i < cfg->nlistens; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return -1;
+}
+#else
+static int inherit(const struct config *cfg, int *fds)
+{
+    (void)cfg;
+    (void)fds;
     return 0;
+}
+#endif
+
+int listener_open_all(const struct config *cfg, struct master_listeners *ls)
+{
+    size_t n = cfg->nlistens;
+    int *inherited = malloc(n * sizeof *inherited);
+
+    if (!inherited)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        inherited[i] = -1;
+    int ninherited = inherit(cfg, inherited);
+    if (ninherited < 0) {
+        free(inherited);
+        return -1;
+    }
+    if (ninherited > 0 && cfg->accept_mode == ACCEPT_REUSEPORT)
+        log_info("socket activation: %d socket(s) from systemd; accept = "
+                 "shared for every listener", ninherited);
+
+    bool per_slot = cfg->accept_mode == ACCEPT_REUSEPORT && ninherited == 0;
+    size_t copies = per_slot ? config_workers(cfg) : 1;
+    int *fds = malloc(n * copies * sizeof *fds);
+    if (!fds)
+        abort();
+    /* With any socket inherited there is one copy, in entry order. */
+    for (size_t k = 0; k < n * copies; k++)
+        fds[k] = k < n ? inherited[k] : -1;
+    free(inherited);
+
+    for (size_t k = 0; k < n * copies; k++) {
+        const struct listen_spec *l = &cfg->listens[k % n];
+        if (fds[k] >= 0) {
+            log_info("listening on %s (socket from systemd)", l->text);
+            continue;
+        }
+        fds[k] = bind_one(cfg, l, copies > 1);
+        if (fds[k] < 0) {
+            for (size_t j = 0; j < n * copies; j++)
+                if (fds[j] >= 0)
+                    close(fds[j]);
+            free(fds);
+            return -1;
+        }
+        if (k < n)
+            log_info("listening on %s", l->text);
+    }
+    *ls = (struct master_listeners){
+        .fds = fds, .nfds = n * copies, .nlisten = n, .per_slot = per_slot };
+    return 0;
+}
+
+void listener_close_all(struct master_listeners *ls)
+{
+    for (size_t i = 0; i < ls->nfds; i++)
+        close(ls->fds[i]);
+    free(ls->fds);
+    ls->fds = NULL;
+    ls->nfds = 0;
 }
 
 void listener_init(struct listener *l, int fd, bool shared)

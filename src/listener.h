@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 struct config;
+struct master_listeners;
 
 struct listener {
     ev_io io;
@@ -17,10 +18,17 @@ struct listener {
     int epfd;        /* private EPOLLEXCLUSIVE instance, or -1 */
 };
 
-/* Binds and listens on every `listen` of cfg, `copies` times (more than
- * one copy: with SO_REUSEPORT); fills fds with copies * nlistens entries,
- * copy by copy.  Returns 0, or -1 after logging which address failed. */
-int listener_bind_all(const struct config *cfg, int *fds, size_t copies);
+/* Opens a socket for every `listen` of cfg.  First takes the sockets
+ * systemd passed (socket activation), matching each to the entry with its
+ * address; then binds the rest: one socket per worker and entry with
+ * accept = reuseport and nothing inherited (SO_REUSEPORT), one per entry
+ * otherwise.  Fills *ls; its fds are the caller's, to give back with
+ * listener_close_all.  Returns 0, or -1 after logging why (an address
+ * that cannot be bound, an inherited socket that no entry claims). */
+int listener_open_all(const struct config *cfg, struct master_listeners *ls);
+
+/* Closes the sockets of listener_open_all and frees ls->fds. */
+void listener_close_all(struct master_listeners *ls);
 
 /* Prepares a worker's listener on fd; shared: fd is watched by every
  * worker, through EPOLLEXCLUSIVE. */

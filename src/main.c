@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "log.h"
 #include "master.h"
+#include "pidfile.h"
 #include "plugin.h"
 
 #ifndef SNOWD_CONF
@@ -81,27 +82,27 @@ int main(int argc, char **argv)
         return 1;
     }
     log_threshold = cfg->log_level;
+    log_set_format(cfg->log_format);
 
     if (test_only)
         return test_config(file, cfg);
+    if (pidfile_check(cfg->pid_file) != 0) {
+        config_free(cfg);
+        return 1;
+    }
 
     /* The master never loads plugins: each worker does, after the fork,
      * so that plugin code never runs in the process that supervises. */
     int status = 1;
-    size_t copies = cfg->accept_mode == ACCEPT_REUSEPORT
-                    ? config_workers(cfg) : 1;
-    int *fds = calloc(cfg->nlistens * copies, sizeof *fds);
-    if (listener_bind_all(cfg, fds, copies) == 0) {
+    struct master_listeners ls;
+    if (listener_open_all(cfg, &ls) == 0) {
         log_info("snowd %s started (pid %d)", PACKAGE_VERSION, (int)getpid());
-        struct master_listeners ls = {
-            .fds = fds, .nfds = cfg->nlistens * copies,
-            .nlisten = cfg->nlistens,
-            .per_slot = cfg->accept_mode == ACCEPT_REUSEPORT };
-        status = master_run(cfg, &ls);
-        for (size_t i = 0; i < cfg->nlistens * copies; i++)
-            close(fds[i]);
+        if (pidfile_write(cfg->pid_file) == 0) {
+            status = master_run(cfg, &ls);
+            pidfile_remove(cfg->pid_file);
+        }
+        listener_close_all(&ls);
     }
-    free(fds);
     config_free(cfg);
     return status;
 }

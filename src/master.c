@@ -42,6 +42,8 @@
 #include "ipc.h"
 #include "log.h"
 #include "names.h"
+#include "notify.h"
+#include "privs.h"
 #include "rooms.h"
 #include "worker.h"
 
@@ -76,10 +78,13 @@ static struct {
     uint64_t *deaths;         /* ring of the last max_restarts + 1 */
     unsigned ndeaths, death_head;
     bool stopping;
+    bool notified_ready;      /* READY=1 sent to systemd */
     int exit_status;
     int sigfd;
     ev_io sig_io;
     ev_timer check;
+    ev_tstamp heartbeat_every; /* how often each worker says it lives */
+    ev_timer watchdog;        /* WATCHDOG=1 to systemd, if it asked */
     ev_timer kill_timer;
     ev_prepare flush;
     uint64_t dropped;
@@ -88,6 +93,7 @@ static struct {
 
 static void spawn(unsigned s);
 static bool within_intensity(ev_tstamp now);
+static void announce(void);
 
 /* ---- sending ---------------------------------------------------------- */
 
@@ -174,6 +180,7 @@ static void on_ready(struct slot *sl, const uint8_t *b, size_t len)
 
     sl->ready = true;
     log_info("worker %u (pid %d) ready", s, (int)sl->pid);
+    announce();
     if (!m.services) {
         m.services = malloc(len + 1);
         memcpy(m.services, b, len);
@@ -478,7 +485,11 @@ static void stop_workers(int sig)
 
 static void begin_stop(int sig)
 {
+    if (!m.stopping)
+        notify_stopping(m.exit_status ? "giving up: too many worker deaths"
+                                      : "stopping");
     m.stopping = true;
+    ev_timer_stop(m.loop, &m.watchdog);
     stop_workers(sig);
     if (!ev_is_active(&m.kill_timer)) {
         /* Workers wait close_timeout for close handshakes; past that and
@@ -523,6 +534,7 @@ static void on_death(unsigned s, int status)
         return;
     }
     spawn(s);
+    announce();
 }
 
 static void reap(void)
@@ -569,6 +581,67 @@ static void kill_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     log_warn("stop: %u worker(s) still running; killing them", live_workers());
     stop_workers(SIGKILL);
+}
+
+/* ---- systemd ---------------------------------------------------------- */
+
+/* Tells systemd how the workers are: READY=1 the first time every one of
+ * them has reported ready (the listeners were bound before the first
+ * fork, so the port accepts by then), and a STATUS= line at each change.
+ * The master cannot count connections: the workers hold them. */
+static void announce(void)
+{
+    unsigned ready = 0;
+    const char *s = m.n == 1 ? "" : "s";
+
+    if (m.stopping)
+        return;
+    for (unsigned i = 0; i < m.n; i++)
+        ready += m.slots[i].pid && m.slots[i].ready;
+    if (ready < m.n) {
+        notify_status("%u of %u worker%s ready", ready, m.n, s);
+    } else if (!m.notified_ready) {
+        m.notified_ready = true;
+        notify_ready("%u worker%s, serving", m.n, s);
+    } else {
+        notify_status("%u worker%s, serving", m.n, s);
+    }
+}
+
+/* The first live worker that has missed its heartbeats (silent for three
+ * of their periods) or is being killed as hung; -1 if none has.  This is
+ * stricter than hang_timeout on purpose: systemd learns of a stuck worker
+ * while the master is still waiting to kill it. */
+static int late_worker(ev_tstamp now)
+{
+    for (unsigned s = 0; s < m.n; s++) {
+        const struct slot *sl = &m.slots[s];
+        if (sl->pid &&
+            (sl->hung || now - sl->last_seen > 3 * m.heartbeat_every))
+            return (int)s;
+    }
+    return -1;
+}
+
+/* WATCHDOG=1 goes out only while every worker heartbeats, so that a
+ * worker that stays stuck (hang_timeout = 0, or a master that cannot
+ * replace it) ends in systemd restarting the whole daemon. */
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    static int withheld = -1;
+    int late = late_worker(ev_now(loop));
+
+    (void)w;
+    (void)revents;
+    if (late >= 0 && withheld < 0)
+        log_warn("systemd watchdog: worker %d is late; withholding "
+                 "WATCHDOG=1 until it answers or is replaced", late);
+    else if (late < 0 && withheld >= 0)
+        log_info("systemd watchdog: every worker heartbeats; sending "
+                 "WATCHDOG=1 again");
+    withheld = late;
+    if (late < 0)
+        notify_watchdog();
 }
 
 /* ---- signals ---------------------------------------------------------- */
@@ -630,12 +703,17 @@ static void become_worker(unsigned s, unsigned gen, int fd, pid_t master)
     sigset_t none;
 
     sigemptyset(&none);
+    notify_forget();
     close(m.sigfd);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (unsigned i = 0; i < m.n; i++)
         if (m.slots[i].fd >= 0)
             close(m.slots[i].fd);
     ev_loop_destroy(m.loop);
+    /* [server] user and group, before any plugin is loaded, and before
+     * the parent-death signal, which a change of uid resets. */
+    if (privs_drop(m.cfg) != 0)
+        _exit(PRIVS_EXIT_STATUS);
     /* A worker without its master stops: the channel's EOF says so, and
      * this covers a master killed with SIGKILL before the fork returned. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -731,8 +809,15 @@ int master_run(struct config *cfg, const struct master_listeners *ls)
     ev_timer_init(&m.check, check_cb, every, every);
     ev_timer_start(m.loop, &m.check);
     ev_timer_init(&m.kill_timer, kill_timer_cb, 1., 0.);
+    /* Workers heartbeat at the same pace as the check (channel.c). */
+    m.heartbeat_every = every;
+    double watchdog = notify_watchdog_interval();
+    ev_timer_init(&m.watchdog, watchdog_cb, watchdog, watchdog);
+    if (watchdog > 0)
+        ev_timer_start(m.loop, &m.watchdog);
 
     log_info("master (pid %d): starting %u worker(s)", (int)getpid(), m.n);
+    notify_status("starting %u worker%s", m.n, m.n == 1 ? "" : "s");
     for (unsigned s = 0; s < m.n; s++)
         spawn(s);
     if (live_workers() == 0)

@@ -13,7 +13,7 @@ struct config;
  * accepts on fds[s * nlisten .. s * nlisten + nlisten); otherwise every
  * worker accepts on all nlisten of them. */
 struct master_listeners {
-    const int *fds;
+    int *fds;
     size_t nfds;
     size_t nlisten;
     bool per_slot;

@@ -268,7 +268,7 @@ DEATH_RE = re.compile(r"worker \d+ \(pid \d+\) (killed by signal|exited "
 class Daemon:
     def __init__(self, workdir, limits=None, routes=None, server=None,
                  plugin_dir=None, listens=None, port=None, asan_options=None,
-                 worker_deaths_ok=False):
+                 worker_deaths_ok=False, env=None, wrapper=None):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.binary = snowd_binary()
@@ -283,6 +283,10 @@ class Daemon:
         # longer shows a crash: check() reads the log for one, unless the
         # test kills workers on purpose.
         self.worker_deaths_ok = worker_deaths_ok
+        # Extra environment (NOTIFY_SOCKET, ...), and a command that runs
+        # snowd in its own process (systemd-socket-activate, sh -c 'exec').
+        self.env = dict(env or {})
+        self.wrapper = list(wrapper or [])
         srv = dict(DEFAULT_SERVER)
         srv.update(server or {})
         w = srv.get("workers")
@@ -304,9 +308,10 @@ class Daemon:
             # e.g. handle_segv=0: a test's deliberate SIGSEGV must reach
             # the master as a signal, not as ASan's report and exit.
             env["ASAN_OPTIONS"] += ":" + self.asan_options
+        env.update(self.env)
         with open(self.logfile, "wb") as log:
             self.proc = subprocess.Popen(
-                [str(self.binary), "-c", str(self.config)],
+                self.wrapper + [str(self.binary), "-c", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         if wait:
             self.wait_ready()
