@@ -130,6 +130,12 @@ static void handle(const struct ipc_hdr *h, const uint8_t *b)
     case IPC_PUBLISH:
         handle_publish(b, h->len);
         break;
+    case IPC_WORKERS:
+        worker.nworkers = ipc_get_u32(b);
+        break;
+    case IPC_DRAIN:
+        worker_drain(ipc_get_u32(b));
+        break;
     default:
         log_warn("channel: unexpected frame type %u from the master; "
                  "ignored", h->type);

@@ -63,6 +63,7 @@ static void defaults(struct config *cfg)
     cfg->idle_timeout = 120000;
     cfg->ping_interval = 30000;
     cfg->close_timeout = 5000;
+    cfg->drain_timeout = 30000;
     cfg->mailbox_limit = 10000;
     cfg->workers = 0;
     cfg->hang_timeout = 10000;
@@ -273,6 +274,7 @@ static void limits_key(struct loader *ld, const char *name, const char *value)
         { "idle_timeout", offsetof(struct config, idle_timeout), DURATION, 0, 0 },
         { "ping_interval", offsetof(struct config, ping_interval), DURATION, 0, 0 },
         { "close_timeout", offsetof(struct config, close_timeout), DURATION, 0, 0 },
+        { "drain_timeout", offsetof(struct config, drain_timeout), DURATION, 0, 0 },
         { "mailbox_limit", offsetof(struct config, mailbox_limit), COUNT, 1, 0 },
     };
 

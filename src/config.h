@@ -58,6 +58,8 @@ struct config {
     uint64_t idle_timeout;
     uint64_t ping_interval;
     uint64_t close_timeout;
+    uint64_t drain_timeout;         /* graceful stop and reload: how long
+                                       old connections may go on */
     uint64_t mailbox_limit;         /* tells waiting per actor */
 
     struct route *routes;
@@ -72,6 +74,8 @@ void config_free(struct config *cfg);
 /* The number of worker processes cfg asks for, with auto resolved. */
 unsigned config_workers(const struct config *cfg);
 
-#define CONFIG_MAX_WORKERS 64
+/* Half of the worker slots (master.h), so that a whole new generation
+ * can start beside the old one during a reload. */
+#define CONFIG_MAX_WORKERS 32
 
 #endif

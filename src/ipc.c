@@ -76,6 +76,9 @@ static const uint32_t min_body[IPC_TYPE_MAX] = {
     [IPC_ROOM_COUNT] = 9,        /* two numbers, a name of 1 byte or more */
     [IPC_ROOM_COUNTS] = 9,
     [IPC_PUBLISH] = IPC_PUBLISH_HDR + 1,
+    [IPC_DRAIN] = 4,
+    [IPC_DRAINED] = 0,
+    [IPC_WORKERS] = 4,
 };
 
 size_t ipc_min_body(enum ipc_type type)

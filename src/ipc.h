@@ -53,6 +53,13 @@ enum ipc_type {
     IPC_PUBLISH,          /* either way: from pid, uint32 kind, uint32
                              name length, name, payload; the master
                              forwards it to the workers with members */
+    /* reload */
+    IPC_DRAIN,            /* master -> worker: uint32 drain_timeout in ms;
+                             stop accepting and stop services, let
+                             connections finish, then exit */
+    IPC_DRAINED,          /* worker -> master: services stopped (their
+                             names were unregistered before this) */
+    IPC_WORKERS,          /* master -> worker: uint32 live workers */
     IPC_TYPE_MAX
 };
 

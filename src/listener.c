@@ -77,7 +77,6 @@ fail:
     return -1;
 }
 
-#ifdef HAVE_SYSTEMD
 /* Whether a socket bound to `a` serves `l`: the same family, address and
  * port. */
 static bool same_address(const struct sockaddr_storage *a,
@@ -100,6 +99,7 @@ static bool same_address(const struct sockaddr_storage *a,
     return false;
 }
 
+#ifdef HAVE_SYSTEMD
 static void format_address(const struct sockaddr_storage *a, char *out,
                            size_t cap)
 {
@@ -177,7 +177,31 @@ static int inherit(const struct config *cfg, int *fds)
 }
 #endif
 
-int listener_open_all(const struct config *cfg, struct master_listeners *ls)
+/* Gives fds[k] (copy k / n of entry k % n) the socket `old` already has
+ * for the same address and copy, duplicated, so that a reload keeps
+ * every socket whose address stays: clients queued in its backlog are
+ * accepted by the new workers, and none is refused. */
+static void take_over(const struct config *cfg, const struct master_listeners
+                      *old, int *fds, size_t copies)
+{
+    size_t n = cfg->nlistens;
+
+    for (size_t k = 0; k < n * copies; k++) {
+        size_t copy = k / n;
+        if (copy >= old->nfds / old->nlisten)
+            continue;
+        for (size_t j = 0; j < old->nlisten; j++)
+            if (same_address(&old->addrs[j], &cfg->listens[k % n])) {
+                fds[k] = fcntl(old->fds[copy * old->nlisten + j],
+                               F_DUPFD_CLOEXEC, 0);
+                break;
+            }
+    }
+}
+
+int listener_open_all(const struct config *cfg,
+                      const struct master_listeners *old,
+                      struct master_listeners *ls)
 {
     size_t n = cfg->nlistens;
     int *inherited = malloc(n * sizeof *inherited);
@@ -186,7 +210,9 @@ int listener_open_all(const struct config *cfg, struct master_listeners *ls)
         abort();
     for (size_t i = 0; i < n; i++)
         inherited[i] = -1;
-    int ninherited = inherit(cfg, inherited);
+    /* systemd's sockets come once, at start; a reload keeps them (or
+     * their successors) through `old`. */
+    int ninherited = old ? 0 : inherit(cfg, inherited);
     if (ninherited < 0) {
         free(inherited);
         return -1;
@@ -195,35 +221,46 @@ int listener_open_all(const struct config *cfg, struct master_listeners *ls)
         log_info("socket activation: %d socket(s) from systemd; accept = "
                  "shared for every listener", ninherited);
 
-    bool per_slot = cfg->accept_mode == ACCEPT_REUSEPORT && ninherited == 0;
+    bool per_slot = old ? old->per_slot
+                        : cfg->accept_mode == ACCEPT_REUSEPORT &&
+                          ninherited == 0;
     size_t copies = per_slot ? config_workers(cfg) : 1;
     int *fds = malloc(n * copies * sizeof *fds);
-    if (!fds)
+    struct sockaddr_storage *addrs = malloc(n * sizeof *addrs);
+    if (!fds || !addrs)
         abort();
     /* With any socket inherited there is one copy, in entry order. */
     for (size_t k = 0; k < n * copies; k++)
         fds[k] = k < n ? inherited[k] : -1;
     free(inherited);
+    if (old)
+        take_over(cfg, old, fds, copies);
 
     for (size_t k = 0; k < n * copies; k++) {
         const struct listen_spec *l = &cfg->listens[k % n];
+        if (k < n)
+            addrs[k] = l->addr;
         if (fds[k] >= 0) {
-            log_info("listening on %s (socket from systemd)", l->text);
+            if (k < n)
+                log_info("listening on %s (%s)", l->text,
+                         old ? "kept" : "socket from systemd");
             continue;
         }
-        fds[k] = bind_one(cfg, l, copies > 1);
+        fds[k] = bind_one(cfg, l, per_slot);
         if (fds[k] < 0) {
             for (size_t j = 0; j < n * copies; j++)
                 if (fds[j] >= 0)
                     close(fds[j]);
             free(fds);
+            free(addrs);
             return -1;
         }
         if (k < n)
             log_info("listening on %s", l->text);
     }
     *ls = (struct master_listeners){
-        .fds = fds, .nfds = n * copies, .nlisten = n, .per_slot = per_slot };
+        .fds = fds, .nfds = n * copies, .nlisten = n, .per_slot = per_slot,
+        .addrs = addrs };
     return 0;
 }
 
@@ -232,7 +269,9 @@ void listener_close_all(struct master_listeners *ls)
     for (size_t i = 0; i < ls->nfds; i++)
         close(ls->fds[i]);
     free(ls->fds);
+    free(ls->addrs);
     ls->fds = NULL;
+    ls->addrs = NULL;
     ls->nfds = 0;
 }
 

@@ -20,12 +20,15 @@ struct listener {
 
 /* Opens a socket for every `listen` of cfg.  First takes the sockets
  * systemd passed (socket activation), matching each to the entry with its
- * address; then binds the rest: one socket per worker and entry with
+ * address, or with `old` (a reload), duplicates those of old whose
+ * address stays (old's accept mode is kept); then binds the rest: one socket per worker and entry with
  * accept = reuseport and nothing inherited (SO_REUSEPORT), one per entry
  * otherwise.  Fills *ls; its fds are the caller's, to give back with
  * listener_close_all.  Returns 0, or -1 after logging why (an address
  * that cannot be bound, an inherited socket that no entry claims). */
-int listener_open_all(const struct config *cfg, struct master_listeners *ls);
+int listener_open_all(const struct config *cfg,
+                      const struct master_listeners *old,
+                      struct master_listeners *ls);
 
 /* Closes the sockets of listener_open_all and frees ls->fds. */
 void listener_close_all(struct master_listeners *ls);

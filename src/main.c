@@ -35,7 +35,8 @@ static void usage(FILE *out)
             "\n"
             "snowd runs in the foreground and logs to stderr: a master\n"
             "process and `workers` worker processes.\n"
-            "Signals: TERM/INT stop gracefully, QUIT stops at once.\n"
+            "Signals: HUP reloads, TERM/INT stop gracefully, QUIT stops\n"
+            "at once.\n"
             "See snowd(8) and snowd.ini(5).\n");
 }
 
@@ -92,17 +93,24 @@ int main(int argc, char **argv)
     }
 
     /* The master never loads plugins: each worker does, after the fork,
-     * so that plugin code never runs in the process that supervises. */
+     * so that plugin code never runs in the process that supervises.
+     * The master owns cfg and the sockets from here on (a reload replaces
+     * them); the pid file stays where it was first written. */
     int status = 1;
     struct master_listeners ls;
-    if (listener_open_all(cfg, &ls) == 0) {
+    char *pid_file = cfg->pid_file ? strdup(cfg->pid_file) : NULL;
+    if (listener_open_all(cfg, NULL, &ls) != 0) {
+        config_free(cfg);
+    } else {
         log_info("snowd %s started (pid %d)", PACKAGE_VERSION, (int)getpid());
-        if (pidfile_write(cfg->pid_file) == 0) {
-            status = master_run(cfg, &ls);
-            pidfile_remove(cfg->pid_file);
+        if (pidfile_write(pid_file) == 0) {
+            status = master_run(file, cfg, &ls);
+            pidfile_remove(pid_file);
+        } else {
+            listener_close_all(&ls);
+            config_free(cfg);
         }
-        listener_close_all(&ls);
     }
-    config_free(cfg);
+    free(pid_file);
     return status;
 }

@@ -6,22 +6,31 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 struct config;
 
-/* The bound listening sockets.  With per_slot (SO_REUSEPORT), worker s
- * accepts on fds[s * nlisten .. s * nlisten + nlisten); otherwise every
- * worker accepts on all nlisten of them. */
+/* Worker slots: a reload starts a whole new generation beside the old
+ * one, so there are twice as many as workers may be asked for.  A slot
+ * is part of every actor pid (8 bits) and of the room counts' masks. */
+#define MASTER_SLOTS 64
+
+/* The bound listening sockets of one configuration.  With per_slot
+ * (SO_REUSEPORT), the worker at index i of its generation accepts on
+ * fds[i * nlisten .. i * nlisten + nlisten); otherwise every worker
+ * accepts on all nlisten of them.  addrs[j] is the address of entry j. */
 struct master_listeners {
     int *fds;
     size_t nfds;
     size_t nlisten;
     bool per_slot;
+    struct sockaddr_storage *addrs;
 };
 
 /* Forks the workers and supervises them until a stop signal, or until
- * they die too often.  Returns the exit status (0, or 1 after giving
- * up). */
-int master_run(struct config *cfg, const struct master_listeners *ls);
+ * they die too often; SIGHUP reloads `file`.  Takes cfg and ls.  Returns
+ * the exit status (0, or 1 after giving up). */
+int master_run(const char *file, struct config *cfg,
+               struct master_listeners *ls);
 
 #endif

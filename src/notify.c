@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #ifdef HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -69,6 +70,26 @@ void notify_status(const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     send_state(NULL, fmt, ap);
+    va_end(ap);
+}
+
+void notify_reloading(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+#ifdef HAVE_SYSTEMD
+    /* systemd 253 and later want the time of the request beside
+     * RELOADING=1 (Type=notify-reload); older ones ignore it. */
+    struct timespec ts;
+    char head[64];
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    snprintf(head, sizeof head, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ULL +
+             (unsigned long long)ts.tv_nsec / 1000);
+    send_state(head, fmt, ap);
+#else
+    send_state(NULL, fmt, ap);
+#endif
     va_end(ap);
 }
 

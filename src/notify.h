@@ -28,6 +28,11 @@ void notify_ready(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void notify_status(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
+/* RELOADING=1 (and MONOTONIC_USEC=), with a STATUS= line; READY=1
+ * follows when the reload is over, whether it took or not. */
+void notify_reloading(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
 /* STOPPING=1, with a STATUS= line. */
 void notify_stopping(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));

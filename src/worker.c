@@ -114,7 +114,7 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         ev_idle_start(loop, &worker.actor_idle);
     else
         ev_idle_stop(loop, &worker.actor_idle);
-    if (worker.stopping && worker.nconns == 0)
+    if ((worker.stopping || worker.draining) && worker.nconns == 0)
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -131,13 +131,13 @@ static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)w;
     (void)revents;
-    if (!worker.stopping)
+    if (!worker.stopping && !worker.draining)
         listener_start();
 }
 
 void worker_conn_closed(void)
 {
-    if (!worker.accepting && !worker.stopping &&
+    if (!worker.accepting && !worker.stopping && !worker.draining &&
         !ev_is_active(&worker.accept_retry) &&
         worker.nconns < worker.cfg->max_connections)
         listener_start();
@@ -152,8 +152,17 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* How long a graceful stop waits for close handshakes: drain_timeout,
+ * and half a second more for the last ones to be read. */
+static void start_stop_timer(ev_tstamp seconds)
+{
+    ev_timer_stop(worker.loop, &worker.stop_timer);
+    ev_timer_set(&worker.stop_timer, seconds + 0.5, 0.);
+    ev_timer_start(worker.loop, &worker.stop_timer);
+}
+
 /* SIGTERM: stop accepting, close every connection with 1001 and wait for
- * the close handshakes up to close_timeout; a second one, or SIGQUIT:
+ * the close handshakes up to drain_timeout; a second one, or SIGQUIT:
  * now.  The master sends these; SIGINT and SIGHUP also reach workers
  * from a terminal, alongside the master, which acts on them. */
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -169,11 +178,44 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     log_info("stopping gracefully (signal %d): closing %zu connection(s)",
              w->signum, worker.nconns);
     worker.stopping = true;
+    ev_timer_stop(loop, &worker.drain_timer);
     listener_stop();
     conn_shutdown_all();
-    ev_timer_set(&worker.stop_timer,
-                 worker.cfg->close_timeout / 1000.0 + 0.5, 0.);
-    ev_timer_start(loop, &worker.stop_timer);
+    start_stop_timer(worker.cfg->drain_timeout / 1000.0);
+}
+
+/* drain_timeout is over: what is left is closed as at a stop. */
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    log_info("drain: drain_timeout is over; closing %zu connection(s) with "
+             "1001", worker.nconns);
+    conn_shutdown_all();
+    start_stop_timer(worker.cfg->close_timeout / 1000.0);
+}
+
+void worker_drain(uint32_t drain_ms)
+{
+    if (worker.draining || worker.stopping)
+        return;
+    worker.draining = true;
+    log_info("draining: a reload replaced this worker; %zu connection(s) "
+             "may go on for up to %.0fs", worker.nconns, drain_ms / 1000.0);
+    /* The sockets stay open in the master and the new workers: closing
+     * this worker's copies only stops it from accepting. */
+    listener_stop();
+    ev_timer_stop(worker.loop, &worker.accept_retry);
+    for (size_t i = 0; i < worker.nlisteners; i++)
+        listener_close(&worker.listeners[i]);
+    worker.nlisteners = 0;
+    /* Before DRAINED, so that the names of the services are gone from
+     * the master when it starts their successors. */
+    service_stop_all("reload");
+    channel_send(IPC_DRAINED, NULL, 0, NULL, 0);
+    ev_timer_set(&worker.drain_timer, drain_ms / 1000.0, 0.);
+    ev_timer_start(worker.loop, &worker.drain_timer);
 }
 
 static void set_timeouts(const struct config *cfg)
@@ -299,6 +341,7 @@ static void worker_run(const struct config *cfg, const int *fds, size_t nfds,
     ev_timer_start(worker.loop, &worker.sweep);
     ev_timer_init(&worker.accept_retry, accept_retry_cb, 0.1, 0.);
     ev_timer_init(&worker.stop_timer, stop_timer_cb, 1., 0.);
+    ev_timer_init(&worker.drain_timer, drain_timer_cb, 1., 0.);
     ev_prepare_init(&worker.prepare, prepare_cb);
     ev_prepare_start(worker.loop, &worker.prepare);
     /* Lowest priority: runs after every I/O callback of the iteration. */

@@ -64,8 +64,10 @@ struct worker {
     size_t nlisteners;
     bool accepting;
     bool stopping;
+    bool draining;                    /* a reload replaced this worker */
     ev_timer sweep;
     ev_timer stop_timer;
+    ev_timer drain_timer;
     ev_timer accept_retry;
     ev_prepare prepare;
     ev_check check;
@@ -116,8 +118,14 @@ struct worker_args {
  * Returns the process's exit status. */
 int worker_main(const struct worker_args *args);
 
-/* A connection ended: accept again if the limit had stopped accepting. */
+/* A connection ended: accept again if the limit had stopped accepting,
+ * or end a drain that has no connection left. */
 void worker_conn_closed(void);
+
+/* The master started a new generation (a reload): stop accepting, stop
+ * the services, let the connections go on for up to drain_ms, then close
+ * the rest with 1001 and exit. */
+void worker_drain(uint32_t drain_ms);
 
 /* The label index for "KIND 'NAME'" in the status page (added once). */
 uint32_t worker_label(const char *kind, const char *name);
