@@ -95,6 +95,8 @@ static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
     (void)revents;
 }
 
+static void drain_now(uint32_t drain_ms);
+
 /* The safe point, before the loop sleeps. */
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
@@ -102,6 +104,8 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
     (void)w;
     (void)revents;
+    if (worker.drain_due)
+        drain_now(worker.drain_ms);
     actor_timers_run(now);
     actor_run(ACTOR_TURN_MAX);
     bool more = service_run_pending();
@@ -198,6 +202,15 @@ static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void worker_drain(uint32_t drain_ms)
 {
+    /* The request may arrive while a service is being started (its
+     * name's registration reads the channel): act at the safe point. */
+    worker.drain_ms = drain_ms;
+    worker.drain_due = true;
+}
+
+static void drain_now(uint32_t drain_ms)
+{
+    worker.drain_due = false;
     if (worker.draining || worker.stopping)
         return;
     worker.draining = true;

@@ -65,6 +65,8 @@ struct worker {
     bool accepting;
     bool stopping;
     bool draining;                    /* a reload replaced this worker */
+    bool drain_due;                   /* ... and the safe point acts */
+    uint32_t drain_ms;
     ev_timer sweep;
     ev_timer stop_timer;
     ev_timer drain_timer;
