@@ -15,7 +15,7 @@ import pytest
 
 from conftest import (DEFAULT_ROUTES, RawClient, free_port, include_dir,
                       make_plugin_dir, render_config, wait_until)
-from test_systemd import Notifications, notified
+from test_systemd import notified, notify  # noqa: F401 (a fixture)
 
 SERVING_RE = r"reload: configuration #{n} serving with (\d+) worker"
 
@@ -451,13 +451,6 @@ def test_sigterm_waits_for_drain_timeout_at_most(snowd_factory):
 
 
 # ---- systemd --------------------------------------------------------------------------
-
-@pytest.fixture
-def notify():
-    n = Notifications()
-    yield n
-    n.close()
-
 
 def test_reloading_then_ready_is_notified(snowd_factory, notify):
     d = notified(snowd_factory, notify, server={"workers": "2"})
