@@ -24,6 +24,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "outq.h"
 #include "rooms.h"
 #include "service.h"
@@ -169,6 +170,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     log_info("stopping gracefully (signal %d): closing %zu connection(s)",
              w->signum, worker.nconns);
     worker.stopping = true;
+    metrics_set_state(METRICS_STOPPING);
     listener_stop();
     conn_shutdown_all();
     ev_timer_set(&worker.stop_timer,
@@ -330,6 +332,10 @@ int worker_main(const struct worker_args *args)
     worker.generation = args->generation;
     worker.nworkers = args->nworkers;
     worker.status = args->status;
+    /* First, so that a plugin that crashes while loading is still a
+     * worker that lived; then no other worker's block stays mapped. */
+    metrics_attach(args->metrics, cfg->routes, cfg->nroutes);
+    metrics_isolate();
     worker.loop = ev_default_loop(EVFLAG_AUTO);
     load_plugins(cfg);
     actor_rt_init(&(struct actor_rt_config){
@@ -340,6 +346,7 @@ int worker_main(const struct worker_args *args)
     channel_start(args->chan_fd);
     channel_send(IPC_READY, names, service_names(names, sizeof names), NULL,
                  0);
+    metrics_set_state(METRICS_READY);
     worker_run(cfg, args->listen_fds, args->nlisten_fds, args->shared_accept);
     free_all();
     plugin_set_free(&worker.plugins);
