@@ -38,9 +38,11 @@
 
 #include <ev.h>
 
+#include "admin.h"
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "notify.h"
 #include "privs.h"
@@ -507,6 +509,7 @@ static void on_death(unsigned s, int status)
 
     bool respawn = !m.stopping && within_intensity(ev_now(m.loop));
     log_death(s, pid, status, respawn);
+    metrics_retire(s, respawn);   /* before the slot is used again */
     clear_slot(sl);
     snow_pid mask = (0xffULL << 48) | (0xffffULL << 32);
     snow_pid value = ((snow_pid)s << 48) | ((snow_pid)gen << 32);
@@ -710,6 +713,7 @@ static void become_worker(unsigned s, unsigned gen, int fd, pid_t master)
         if (m.slots[i].fd >= 0)
             close(m.slots[i].fd);
     ev_loop_destroy(m.loop);
+    admin_forget();
     /* [server] user and group, before any plugin is loaded, and before
      * the parent-death signal, which a change of uid resets. */
     if (privs_drop(m.cfg) != 0)
@@ -730,6 +734,7 @@ static void become_worker(unsigned s, unsigned gen, int fd, pid_t master)
         .chan_fd = fd, .listen_fds = ls->fds + first,
         .nlisten_fds = ls->nlisten, .status = &m.status[s],
         .shared_accept = !ls->per_slot && m.n > 1,
+        .metrics = metrics_block(s),
     };
     names_free(&m.names);
     exit(worker_main(&args));
@@ -797,6 +802,13 @@ int master_run(struct config *cfg, const struct master_listeners *ls)
         return 1;
     }
     m.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    int rc = metrics_map();
+    if (rc != 0) {
+        log_error("master: cannot map the metrics: %s", strerror(-rc));
+        return 1;
+    }
+    if (admin_start(m.loop, cfg) != 0)
+        return 1;
     for (unsigned s = 0; s < m.n; s++)
         m.slots[s].fd = -1;
     ev_io_init(&m.sig_io, signal_cb, m.sigfd, EV_READ);
@@ -827,6 +839,8 @@ int master_run(struct config *cfg, const struct master_listeners *ls)
 
     for (unsigned s = 0; s < m.n; s++)
         clear_slot(&m.slots[s]);
+    admin_stop();
+    metrics_unmap();
     ev_loop_destroy(m.loop);
     close(m.sigfd);
     names_free(&m.names);

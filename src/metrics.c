@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rooms.h"
 #include "route.h"
 #include "utf8.h"
 #include "ws.h"
@@ -37,6 +38,8 @@
 #define ROUTE_VALUES 6
 #define OTHER "other"
 
+_Static_assert(METRICS_SLOTS >= ROOMS_MAX_WORKERS,
+               "a block for every slot a worker may have");
 _Static_assert(sizeof(struct metrics_counters) % sizeof(uint64_t) == 0,
                "the counters fold as an array of uint64_t");
 
