@@ -25,6 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ev.h>
+
 #include "admin_http.h"
 #include "config.h"
 #include "log.h"

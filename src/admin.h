@@ -11,9 +11,8 @@
 #ifndef SNOWD_ADMIN_H
 #define SNOWD_ADMIN_H
 
-#include <ev.h>
-
 struct config;
+struct ev_loop;
 
 /* Binds cfg's [admin] listen and starts serving on `loop`; nothing when
  * the listener is off.  Keeps no pointer into cfg, so the config may be
