@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "actor.h"
+#include "metrics.h"
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -508,6 +509,7 @@ int actor_tell(snow_pid from, snow_pid to, enum snow_msg_type type,
         return -SNOW_ENOENT;
     if (counts_against_limit(type) && a->nmsgs >= rt.cfg.mailbox_limit) {
         rt.stats.mailbox_overflows++;
+        metrics_add(&metrics_self->c.mailbox_overflows, 1);
         return -SNOW_EFULL;
     }
     struct actor_msg *m = msg_new(type, from, tag, data, len);

@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "rooms.h"
 #include "service.h"
@@ -57,6 +58,8 @@ SNOW_API int snow_send(snow_actor *self, enum snow_kind kind,
         return c->state == CONN_OPEN ? -SNOW_EFULL : -SNOW_ECLOSED;
     conn_send_frame(c, kind == SNOW_TEXT ? WS_OP_TEXT : WS_OP_BINARY,
                     data, len);
+    metrics_add(&c->route->metrics->msgs_out, 1);
+    metrics_add(&c->route->metrics->bytes_out, len);
     return 0;
 }
 

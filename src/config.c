@@ -254,6 +254,27 @@ static void server_key(struct loader *ld, const char *name, const char *value)
     }
 }
 
+/* [admin]: the master's own HTTP listener (admin.c). */
+static void admin_key(struct loader *ld, const char *name, const char *value)
+{
+    struct config *cfg = ld->cfg;
+
+    if (strcmp(name, "listen") != 0) {
+        report(ld, ld->line, "unknown key '%s' in [admin]", name);
+        return;
+    }
+    if (once(ld, 1u << 0, name) != 0)
+        return;
+    struct listen_spec spec = { .line = ld->line };
+    if (confval_listen(value, &spec.addr, &spec.addr_len) != 0) {
+        report(ld, ld->line, "listen: '%s' is not ADDRESS:PORT "
+               "(e.g. 127.0.0.1:9090, [::1]:9090)", value);
+        return;
+    }
+    spec.text = strdup(value);
+    cfg->admin = spec;
+}
+
 static void limits_key(struct loader *ld, const char *name, const char *value)
 {
     struct config *cfg = ld->cfg;
@@ -375,7 +396,8 @@ static void begin_section(struct loader *ld, const char *name)
     snprintf(ld->section, sizeof ld->section, "%s", name);
     ld->route = NULL;
     ld->seen = 0;
-    if (strcmp(name, "server") == 0 || strcmp(name, "limits") == 0)
+    if (strcmp(name, "server") == 0 || strcmp(name, "limits") == 0 ||
+        strcmp(name, "admin") == 0)
         return;
     if (strncmp(name, "route", 5) == 0 && (name[5] == ' ' || name[5] == '\t')) {
         const char *path = name + 6 + strspn(name + 6, " \t");
@@ -394,8 +416,8 @@ static void begin_section(struct loader *ld, const char *name)
         *ld->route = (struct route){ .path = strdup(path), .line = ld->line };
         return;
     }
-    report(ld, ld->line, "unknown section [%s] (expected [server], [limits] "
-           "or [route /PATH])", name);
+    report(ld, ld->line, "unknown section [%s] (expected [server], [limits], "
+           "[admin] or [route /PATH])", name);
 }
 
 /* inih's reader: fgets that counts lines and spots section headers. */
@@ -439,6 +461,8 @@ static int on_key(void *user, const char *section, const char *name,
         server_key(ld, name, value);
     else if (strcmp(ld->section, "limits") == 0)
         limits_key(ld, name, value);
+    else if (strcmp(ld->section, "admin") == 0)
+        admin_key(ld, name, value);
     else if (ld->route)
         route_key(ld, name, value);
     else if (ld->section[0] == '\0')
@@ -544,6 +568,15 @@ static void check_whole(struct loader *ld)
                    "'handler' nor 'static'", cfg->routes[i].path);
     if (!cfg->plugin_dir)
         report(ld, ld->line, "[server] needs 'plugin_dir'");
+    /* The admin endpoints stay off the public port; an exact clash is
+     * caught here, an overlap with a wildcard when binding. */
+    for (size_t i = 0; cfg->admin.text && i < cfg->nlistens; i++)
+        if (cfg->listens[i].addr_len == cfg->admin.addr_len &&
+            memcmp(&cfg->listens[i].addr, &cfg->admin.addr,
+                   cfg->admin.addr_len) == 0)
+            report(ld, cfg->admin.line, "listen: %s is also a [server] "
+                   "listen (line %u); the admin endpoints need an address "
+                   "of their own", cfg->admin.text, cfg->listens[i].line);
     check_identity(ld);
 }
 
@@ -593,6 +626,7 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nlistens; i++)
         free(cfg->listens[i].text);
     free(cfg->listens);
+    free(cfg->admin.text);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         struct route *r = &cfg->routes[i];
         free(r->path);

@@ -49,6 +49,10 @@ struct config {
     struct listen_spec *listens;
     size_t nlistens;
 
+    /* [admin] listen: where the master serves /healthz and /metrics;
+     * admin.text NULL: nowhere (the default). */
+    struct listen_spec admin;
+
     /* [limits]; durations in milliseconds, 0 = off */
     uint64_t max_message;
     uint64_t max_header;

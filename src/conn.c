@@ -27,6 +27,7 @@
 #include "handshake.h"
 #include "outq.h"
 #include "log.h"
+#include "metrics.h"
 #include "snowd/snowd.h"
 #include "static.h"
 #include "worker.h"
@@ -106,6 +107,8 @@ struct conn *conn_new(int fd)
     ev_io_start(worker.loop, &c->io);
     list_move(c, LIST_HANDSHAKE, ev_now(worker.loop));
     worker.nconns++;
+    metrics_add(&metrics_self->tcp_open, 1);
+    metrics_add(&metrics_self->c.tcp_accepted, 1);
     return c;
 }
 
@@ -132,12 +135,26 @@ static void notify_close(struct conn *c, uint16_t code, const uint8_t *reason,
     end_actor(c, "normal");
 }
 
+/* A socket is closing: what it was is counted once (conn_kill runs once
+ * per connection). */
+static void count_end(const struct conn *c)
+{
+    metrics_sub(&metrics_self->tcp_open, 1);
+    if (c->state == CONN_HANDSHAKE)
+        metrics_handshake_failure(METRICS_HS_ABORTED);
+    if (!(c->flags & CONN_OPENED))
+        return;
+    metrics_sub(&c->route->metrics->open, 1);
+    metrics_close(c->close_code);
+}
+
 void conn_kill(struct conn *c, uint16_t code)
 {
     if (c->state == CONN_DEAD)
         return;
     if (!c->close_code)
         c->close_code = code;
+    count_end(c);
     c->state = CONN_DEAD;   /* before on_close: sends are refused there */
     notify_close(c, code, NULL, 0);
     end_actor(c, "normal");
@@ -275,11 +292,12 @@ static void fail(struct conn *c, uint16_t code, const char *reason)
 
 /* ---- the handshake ---------------------------------------------------- */
 
-static void reject(struct conn *c, int status)
+static void reject(struct conn *c, int status, enum metrics_hs why)
 {
     char resp[512];
     size_t n = handshake_write_error(resp, sizeof resp, status);
 
+    metrics_handshake_failure(why);
     outq_free(&c->out);
     queue(c, resp, n);
     c->state = CONN_LINGER;
@@ -339,7 +357,7 @@ static struct conn *open_actor(struct conn *c, const struct http_request *req,
             c->protocol = (uint8_t)(i + 1);
     ws_decoder_init(&c->u.dec, worker.cfg->max_message, true);
     if (actor_start(&c->actor, ACTOR_CONN) != 0) {
-        reject(c, 500);
+        reject(c, 500, METRICS_HS_ERROR);
         return c;
     }
     c->state = CONN_OPEN;
@@ -363,19 +381,36 @@ static struct conn *open_actor(struct conn *c, const struct http_request *req,
         char reason[192];
         snprintf(reason, sizeof reason, "crashed: %s", why);
         end_actor(c, reason);
-        rc = 500;
+        metrics_crash(METRICS_ACTOR_CONNECTION);
+        reject(c, 500, METRICS_HS_ERROR);
+        return c;
     }
     if (rc != 0) {
         end_actor(c, "normal");
-        reject(c, rc);
+        reject(c, rc, METRICS_HS_REFUSED);
         return c;
     }
     c->flags |= CONN_OPENED;
+    metrics_add(&c->route->metrics->opened, 1);
+    metrics_add(&c->route->metrics->open, 1);
     if (worker.outcome == OUTCOME_STOP && c->state == CONN_OPEN)
         conn_start_close(c, WS_CLOSE_NORMAL, "");
     if (c->state == CONN_OPEN)   /* on_open may have started a close */
         list_move(c, LIST_ACTIVE, ev_now(worker.loop));
     return c;
+}
+
+/* Why handshake_check (or a missing handler) refused an upgrade. */
+static enum metrics_hs refusal(int status)
+{
+    switch (status) {
+    case 403: return METRICS_HS_ORIGIN;
+    case 404: return METRICS_HS_NOT_FOUND;
+    case 405: return METRICS_HS_METHOD;
+    case 426: return METRICS_HS_UPGRADE;
+    case 503: return METRICS_HS_UNAVAILABLE;
+    default: return METRICS_HS_BAD_REQUEST;
+    }
 }
 
 /* Parses the request head in c->in.  Returns the connection (it may have
@@ -391,9 +426,9 @@ static struct conn *handshake(struct conn *c)
     switch (rc) {
     case HTTP_NEED_MORE:
         return c;
-    case HTTP_ERR_MALFORMED: reject(c, 400); return c;
-    case HTTP_ERR_TOO_LARGE: reject(c, 431); return c;
-    case HTTP_ERR_VERSION: reject(c, 505); return c;
+    case HTTP_ERR_MALFORMED: reject(c, 400, METRICS_HS_BAD_REQUEST); return c;
+    case HTTP_ERR_TOO_LARGE: reject(c, 431, METRICS_HS_TOO_LARGE); return c;
+    case HTTP_ERR_VERSION: reject(c, 505, METRICS_HS_HTTP_VERSION); return c;
     case HTTP_DONE: break;
     }
     const struct route *files = static_route(cfg->routes, cfg->nroutes, &req);
@@ -410,7 +445,7 @@ static struct conn *handshake(struct conn *c)
     if (status) {
         log_debug("handshake refused with %d for %.*s", status,
                   (int)req.target_len, req.target);
-        reject(c, status);
+        reject(c, status, refusal(status));
         return c;
     }
     c = open_actor(c, &req, &hs);
@@ -429,6 +464,7 @@ static void crash(struct conn *c, const char *why)
               c->route->path, c->route->handler->name, why);
     snprintf(reason, sizeof reason, "crashed: %s", why);
     end_actor(c, reason);
+    metrics_crash(METRICS_ACTOR_CONNECTION);
     fail(c, WS_CLOSE_INTERNAL_ERROR, "handler error");
 }
 
@@ -498,6 +534,13 @@ static void on_close_frame(struct conn *c, const uint8_t *p, size_t len)
     notify_close(c, code, reason, reason_len);
 }
 
+/* A whole data message arrived (whether or not the handler takes it). */
+static void count_in(const struct conn *c, size_t len)
+{
+    metrics_add(&c->route->metrics->msgs_in, 1);
+    metrics_add(&c->route->metrics->bytes_in, len);
+}
+
 static void on_chunk(struct conn *c, const struct ws_chunk *ch)
 {
     switch (ch->opcode) {
@@ -512,6 +555,7 @@ static void on_chunk(struct conn *c, const struct ws_chunk *ch)
         return;
     }
     if (ch->frame_start && ch->message_end && !c->msg) {
+        count_in(c, ch->len);
         deliver(c, ch->opcode, ch->data, ch->len);  /* zero copy */
         return;
     }
@@ -523,6 +567,7 @@ static void on_chunk(struct conn *c, const struct ws_chunk *ch)
     else
         c->msg->len += ch->len;   /* read there directly by readv */
     if (ch->message_end) {
+        count_in(c, c->msg->len);
         deliver(c, ch->opcode, c->msg->data, c->msg->len);
         buf_free(c->msg);
         c->msg = NULL;
@@ -545,7 +590,7 @@ bool conn_over_backpressure(struct conn *c)
     log_warn("route %s: connection %d: output over max_backpressure "
              "(%zu bytes queued); closing with 1008", c->route->path,
              c->io.fd, outq_size(c->out));
-    worker.backpressure_closes++;
+    metrics_add(&metrics_self->c.backpressure_closes, 1);
     conn_start_close(c, WS_CLOSE_POLICY_VIOLATION, "too slow: output backlog");
     return true;
 }
@@ -558,10 +603,16 @@ bool conn_room_deliver(struct actor *a, struct block *b, uint32_t off,
     if (c->state != CONN_OPEN)
         return false;
     if (conn_over_backpressure(c)) {
-        worker.room_drops++;
+        metrics_add(&metrics_self->c.room_drops, 1);
         return false;
     }
     outq_append_shared(&c->out, b, off, end);
+    /* The frame was encoded by rooms.c: its payload follows a 2, 4 or 10
+     * byte header (section 5.2; server frames are not masked). */
+    uint8_t len7 = b->data[off + 1] & 0x7f;
+    metrics_add(&c->route->metrics->msgs_out, 1);
+    metrics_add(&c->route->metrics->bytes_out,
+                end - off - (len7 < 126 ? 2u : len7 == 126 ? 4u : 10u));
     /* Room traffic counts like the handler's own output: a client that
      * does not read it is not read from either, until it catches up. */
     if (over_backpressure(c))
@@ -777,7 +828,7 @@ static void expire(struct conn *c, ev_tstamp now)
     switch (c->list) {
     case LIST_HANDSHAKE:
         log_debug("connection %d: handshake timed out", c->io.fd);
-        reject(c, 408);
+        reject(c, 408, METRICS_HS_TIMEOUT);
         mark_pending(c);
         return;
     case LIST_ACTIVE:

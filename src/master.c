@@ -53,10 +53,12 @@
 
 #include <ev.h>
 
+#include "admin.h"
 #include "config.h"
 #include "ipc.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "notify.h"
 #include "privs.h"
@@ -685,6 +687,7 @@ static void on_death(unsigned s, int status)
     bool serving = g == m.cur && !sl->draining && !m.stopping;
     bool respawn = serving && within_intensity(ev_now(m.loop));
     log_death(s, pid, status, respawn);
+    metrics_retire(s, respawn);   /* before the slot is used again */
     clear_slot(sl);
     snow_pid mask = (0xffULL << 48) | (0xffffULL << 32);
     snow_pid value = ((snow_pid)s << 48) | ((snow_pid)inc << 32);
@@ -934,6 +937,21 @@ static void reload(void)
         announce();
 }
 
+/* The admin listener follows the file too: rebound when its address
+ * changed.  It is bound at this point rather than checked before, so a
+ * reload never fails for it; if the new address cannot be bound, the
+ * admin listener stays off until a reload that can. */
+static void reload_admin(const struct config *old, const struct config *cfg)
+{
+    const char *was = old->admin.text, *now = cfg->admin.text;
+
+    if ((!was && !now) || (was && now && strcmp(was, now) == 0))
+        return;
+    admin_stop();
+    if (admin_start(m.loop, cfg) != 0)
+        log_error("reload: the admin listener is off (above)");
+}
+
 /* Every new worker is ready: the new generation serves, the old one
  * drains. */
 static void commit_reload(void)
@@ -946,6 +964,7 @@ static void commit_reload(void)
     m.cur = g;
     m.next = NULL;
     deaths_reset();
+    reload_admin(old->cfg, cfg);
     /* The old sockets stay open in the workers that drain until they
      * close them; the master's copies go now, so that a socket no new
      * worker took over stops receiving clients. */
@@ -1085,6 +1104,7 @@ static void become_worker(unsigned s, int fd, pid_t master,
                 close(o->ls.fds[k]);
     }
     ev_loop_destroy(m.loop);
+    admin_forget();
     log_threshold = g->cfg->log_level;
     log_set_format(g->cfg->log_format);
     /* [server] user and group, before any plugin is loaded, and before
@@ -1103,6 +1123,7 @@ static void become_worker(unsigned s, int fd, pid_t master,
         .chan_fd = fd, .listen_fds = ls->fds + first,
         .nlisten_fds = ls->nlisten, .status = &m.status[s],
         .shared_accept = !ls->per_slot,
+        .metrics = metrics_block(s),
     };
     names_free(&m.names);
     exit(worker_main(&args));
@@ -1178,6 +1199,13 @@ int master_run(const char *file, struct config *cfg,
         return 1;
     }
     m.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    int rc = metrics_map();
+    if (rc != 0) {
+        log_error("master: cannot map the metrics: %s", strerror(-rc));
+        return 1;
+    }
+    if (admin_start(m.loop, cfg) != 0)
+        return 1;
     ev_io_init(&m.sig_io, signal_cb, m.sigfd, EV_READ);
     ev_io_start(m.loop, &m.sig_io);
     ev_prepare_init(&m.flush, flush_cb);
@@ -1216,6 +1244,8 @@ int master_run(const char *file, struct config *cfg,
     struct gen *last = m.cur;
     m.cur = NULL;
     gen_release(last);
+    admin_stop();
+    metrics_unmap();
     ev_loop_destroy(m.loop);
     close(m.sigfd);
     names_free(&m.names);

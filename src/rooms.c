@@ -537,6 +537,17 @@ void rooms_each_count(unsigned slot,
                 fn(arg, r->name, r->len, r->count[slot]);
 }
 
+size_t rooms_totals(uint64_t *members)
+{
+    uint64_t sum = 0;
+
+    for (size_t i = 0; i < R.cap; i++)
+        for (struct room *r = R.buckets[i]; r; r = r->chain)
+            sum += r->others;
+    *members = sum;
+    return R.count;
+}
+
 void rooms_flush(void)
 {
     struct room *r = R.turn;

@@ -125,6 +125,12 @@ void rooms_each_count(unsigned slot,
                                  uint32_t count),
                       void *arg);
 
+/* The number of rooms this process knows; *members gets the sum of
+ * their member counts on other workers than this one.  In the master,
+ * which has no members of its own: every room with a member anywhere,
+ * and every membership. */
+size_t rooms_totals(uint64_t *members);
+
 /* End of a loop turn: sends count changes and lets go of the blocks
  * this turn's publishes filled. */
 void rooms_flush(void);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct metrics_route;
 struct snow_handler;
 
 /* What happens to a connection whose output passes max_backpressure. */
@@ -35,6 +36,8 @@ struct route {
     enum backpressure_policy backpressure;
     unsigned line;                       /* of the [route] header */
     unsigned label;                      /* the handler's status label */
+    struct metrics_route *metrics;       /* its counters, in a worker
+                                            (set by metrics_attach) */
 };
 
 /* The route whose path equals path[0..len), or NULL. */

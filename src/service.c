@@ -17,6 +17,7 @@
 #include "actor.h"
 #include "channel.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "plugin.h"
 #include "worker.h"
@@ -174,15 +175,17 @@ static void end(struct service *s, const char *crash)
 
     bool restart = desc->restart == SNOW_PERMANENT ||
                    (desc->restart == SNOW_TRANSIENT && crash);
-    if (crash)
+    if (crash) {
+        metrics_crash(METRICS_ACTOR_SERVICE);
         log_error("service '%s' (pid %llu) crashed: %s; %s (%s)", desc->name,
                   (unsigned long long)pid, crash,
                   restart ? "restarting" : "not restarted",
                   policy_name(desc->restart));
-    else
+    } else {
         log_info("service '%s' stopped normally; %s (%s)", desc->name,
                  restart ? "restarting" : "not restarted",
                  policy_name(desc->restart));
+    }
     if (!restart)
         return;
     if (!within_intensity(d, worker_now_ms())) {
@@ -192,6 +195,7 @@ static void end(struct service *s, const char *crash)
         _exit(3);
     }
     d->start_due = true;
+    metrics_add(&metrics_self->c.service_restarts, 1);
 }
 
 /* Acts on what a callback returned and asked for. */

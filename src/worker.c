@@ -24,6 +24,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "outq.h"
 #include "rooms.h"
 #include "service.h"
@@ -183,6 +184,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
              w->signum, worker.nconns);
     worker.stopping = true;
     ev_timer_stop(loop, &worker.drain_timer);
+    metrics_set_state(METRICS_STOPPING);
     listener_stop();
     conn_shutdown_all();
     start_stop_timer(worker.cfg->drain_timeout / 1000.0);
@@ -214,6 +216,7 @@ static void drain_now(uint32_t drain_ms)
     if (worker.draining || worker.stopping)
         return;
     worker.draining = true;
+    metrics_set_state(METRICS_STOPPING);
     log_info("draining: a reload replaced this worker; %zu connection(s) "
              "may go on for up to %.0fs", worker.nconns, drain_ms / 1000.0);
     /* The sockets stay open in the master and the new workers: closing
@@ -386,6 +389,10 @@ int worker_main(const struct worker_args *args)
     worker.generation = args->generation;
     worker.nworkers = args->nworkers;
     worker.status = args->status;
+    /* First, so that a plugin that crashes while loading is still a
+     * worker that lived; then no other worker's block stays mapped. */
+    metrics_attach(args->metrics, cfg->routes, cfg->nroutes);
+    metrics_isolate();
     worker.loop = ev_default_loop(EVFLAG_AUTO);
     load_plugins(cfg);
     actor_rt_init(&(struct actor_rt_config){
@@ -396,6 +403,7 @@ int worker_main(const struct worker_args *args)
     channel_start(args->chan_fd);
     channel_send(IPC_READY, names, service_names(names, sizeof names), NULL,
                  0);
+    metrics_set_state(METRICS_READY);
     worker_run(cfg, args->listen_fds, args->nlisten_fds, args->shared_accept);
     free_all();
     plugin_set_free(&worker.plugins);

@@ -27,6 +27,7 @@
 struct actor;
 struct config;
 struct listener;
+struct metrics_block;
 
 #define WORKER_RBUF_SIZE (256 * 1024)
 
@@ -90,10 +91,6 @@ struct worker {
                                          actors have messages waiting */
     struct names names;               /* copy of the master's registry */
 
-    /* counters (for the metrics of a later issue) */
-    uint64_t room_drops;              /* room messages a member missed */
-    uint64_t backpressure_closes;     /* connections closed with 1008 */
-
     /* the channel to the master */
     int chan_fd;
     ev_io chan_read, chan_write;
@@ -114,6 +111,7 @@ struct worker_args {
     size_t nlisten_fds;
     bool shared_accept;             /* fds shared by all workers */
     struct worker_status *status;
+    struct metrics_block *metrics;  /* this slot's counters (metrics.h) */
 };
 
 /* Loads the plugins, joins the master and serves until stopped.

@@ -8,6 +8,7 @@ Layouts (see each fuzz_*.c):
   utf8/    byte 0 = split selector, then the text
   confval/ the value string
   ipc/     byte 0 = split selector, then a stream of channel frames
+  admin/   byte 0 = split selector, then the request bytes
   static/  byte 0 = route prefix selector, byte 1 = head buffer size, then
            the request target (or, alone, an HTTP date)
 """
@@ -302,7 +303,36 @@ def gen_static():
         write("static", "d%02d" % i, d.encode())
 
 
+def gen_admin():
+    heads = {
+        "metrics": "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "metrics_query": "GET /metrics?name[]=x HTTP/1.1\r\n\r\n",
+        "metrics_head": "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "healthz": "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "healthz_http10": "GET /healthz HTTP/1.0\r\n\r\n",
+        "healthz_bare_lf": "GET /healthz HTTP/1.1\nHost: x\n\n",
+        "post": "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        "delete_unknown": "DELETE /nothing HTTP/1.1\r\n\r\n",
+        "not_found": "GET /metricsx HTTP/1.1\r\n\r\n",
+        "trailing_slash": "GET /metrics/ HTTP/1.1\r\n\r\n",
+        "upgrade": "GET /echo HTTP/1.1\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                   "Sec-WebSocket-Key: " + KEY + "\r\n\r\n",
+        "http2": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "garbage": "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        "incomplete": "GET /metrics HTTP/1.1\r\nHost: x\r\n",
+        "folded": "GET /metrics HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
+        "lower_get": "get /metrics HTTP/1.1\r\n\r\n",
+        "too_large": "GET /metrics HTTP/1.1\r\nX: " + "a" * 5000 +
+                     "\r\n\r\n",
+    }
+    for i, (name, head) in enumerate(sorted(heads.items())):
+        write("admin", name, bytes([(i * 53) & 0xFF]) +
+              head.encode("latin-1"))
+
+
 if __name__ == "__main__":
+    gen_admin()
     gen_http()
     gen_ws()
     gen_utf8()

@@ -5,7 +5,7 @@ set -e
 src=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 bld=${top_builddir:-$src}
 n=0
-for target in http ws utf8 confval ipc static chat_json; do
+for target in http ws utf8 confval ipc static chat_json admin; do
     "$bld/tests/fuzz/replay_$target" "$src/tests/fuzz/corpus/$target"
     n=$((n + 1))
 done

@@ -9,8 +9,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p tests/fuzz/crashes
 core="src/utf8.c src/ws.c src/http.c src/handshake.c src/route.c src/confval.c \
-    src/ipc.c src/names.c src/static.c plugins/chat_json.c"
-for target in http ws utf8 confval ipc static chat_json; do
+    src/ipc.c src/names.c src/static.c src/admin_http.c plugins/chat_json.c"
+for target in http ws utf8 confval ipc static chat_json admin; do
     # shellcheck disable=SC2086
     clang -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=all -Isrc -Iinclude -Iplugins \
