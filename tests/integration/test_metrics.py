@@ -426,6 +426,68 @@ def test_counters_survive_a_worker_crash(admin):
         c.close()
 
 
+def test_counters_survive_a_reload(admin):
+    """A reload retires the old workers: their counters join the totals
+    (none goes back), their open connections stay counted while they
+    drain, and the new ones count on top."""
+    d = admin()
+    settle(d)
+    kept = []
+    for i in range(4):
+        c = RawClient(d.port, timeout=10)
+        c.handshake("/echo")
+        echo_round(c, OP_TEXT, b"before")
+        kept.append(c)
+    m1 = settle(d, tcp_open=4)
+    mark = d.log_mark()
+    d.signal(signal.SIGHUP)
+    assert d.wait_log_re(r"reload: configuration #2 serving", 15,
+                         start=mark), d.log()[mark:]
+    # Old workers drain with their 4 connections; 2 new ones are ready.
+    m2 = settle(d, tcp_open=4,
+                pred=lambda m: m("snowd_workers_ready") == 2 and
+                m("snowd_workers") == 4)
+    assert m2("snowd_connections_open", route="/echo") == 4
+    assert m2("snowd_worker_restarts_total") == 0
+    for key, value in m1.counters().items():
+        assert m2.counters().get(key) == value, key
+    for c in kept:
+        echo_round(c, OP_TEXT, b"during")
+        c.send_close(1000)
+        c.recv_close()
+        c.close()
+    with RawClient(d.port) as c:
+        c.handshake("/echo")
+        echo_round(c, OP_TEXT, b"after")
+        c.send_close(1000)
+        c.recv_close()
+    m3 = settle(d, pred=lambda m: m("snowd_workers") == 2)
+    assert m3("snowd_connections_open", route="/echo") == 0
+    assert delta(m3, m1, "snowd_connections_total", route="/echo") == 1
+    assert delta(m3, m1, "snowd_messages_received_total",
+                 route="/echo") == 5
+    assert delta(m3, m1, "snowd_closes_total", code="1000") == 5
+    assert m3("snowd_worker_restarts_total") == 0
+
+
+def test_reload_moves_the_admin_listener(admin):
+    d = admin()
+    old_port = d.admin_port
+    new_port = free_port()
+    text = d.config.read_text().replace(f"127.0.0.1:{old_port}",
+                                        f"127.0.0.1:{new_port}")
+    d.config.write_text(text)
+    mark = d.log_mark()
+    d.signal(signal.SIGHUP)
+    assert d.wait_log_re(r"reload: configuration #2 serving", 15,
+                         start=mark), d.log()[mark:]
+    d.admin_port = new_port
+    assert wait_until(lambda: get(new_port, "/healthz").status == 200, 10)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", old_port), timeout=2).close()
+    assert scrape(d)("snowd_workers_ready") == 2
+
+
 def test_backpressure_closes_and_room_drops(admin):
     """A member that does not read: on a `close` route, one backpressure
     close and then close code 1008; on a `drop` route, every room message
