@@ -128,6 +128,8 @@ static struct {
     ev_io sig_io;
     ev_timer check;
     ev_timer watchdog;        /* WATCHDOG=1 to systemd, if it asked */
+    ev_timer status_timer;    /* STATUS= as connections come and go */
+    uint64_t announced_conns;
     ev_timer kill_timer;
     ev_prepare flush;
     uint64_t dropped;
@@ -666,6 +668,7 @@ static void begin_stop(int sig)
                                       : "stopping");
     m.stopping = true;
     ev_timer_stop(m.loop, &m.watchdog);
+    ev_timer_stop(m.loop, &m.status_timer);
     signal_workers(sig);
     if (!ev_is_active(&m.kill_timer)) {
         /* Workers wait up to drain_timeout for their connections to
@@ -785,12 +788,14 @@ static void kill_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Tells systemd how the workers are: READY=1 the first time every one of
  * them has reported ready (the listeners were bound before the first
- * fork, so the port accepts by then), and a STATUS= line at each change.
- * The master cannot count connections: the workers hold them. */
+ * fork, so the port accepts by then), and a STATUS= line at each change,
+ * with the connections the workers hold (from their metrics blocks). */
 static void announce(void)
 {
     unsigned ready = 0, n = m.cur->n;
     const char *s = n == 1 ? "" : "s";
+    unsigned long long conns = metrics_connections();
+    const char *cs = conns == 1 ? "" : "s";
 
     if (m.stopping)
         return;
@@ -804,14 +809,29 @@ static void announce(void)
     for (unsigned i = 0; i < MASTER_SLOTS; i++)
         ready += m.slots[i].gen == m.cur && m.slots[i].pid &&
                  m.slots[i].ready;
+    m.announced_conns = conns;
     if (ready < n) {
-        notify_status("%u of %u worker%s ready", ready, n, s);
+        notify_status("%u of %u worker%s ready; %llu connection%s", ready,
+                      n, s, conns, cs);
     } else if (!m.notified_ready) {
         m.notified_ready = true;
-        notify_ready("%u worker%s, serving", n, s);
+        notify_ready("%u worker%s, serving; %llu connection%s", n, s, conns,
+                     cs);
     } else {
-        notify_status("%u worker%s, serving", n, s);
+        notify_status("%u worker%s, serving; %llu connection%s", n, s,
+                      conns, cs);
     }
+}
+
+/* The connection count in STATUS= follows the load, a line per change at
+ * most every two seconds. */
+static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    if (metrics_connections() != m.announced_conns)
+        announce();
 }
 
 /* The first live worker that has missed its heartbeats (silent for three
@@ -994,6 +1014,7 @@ static void commit_reload(void)
     m.notified_ready = true;
     notify_ready("%u worker%s, serving (reloaded)", g->n,
                  g->n == 1 ? "" : "s");
+    m.announced_conns = UINT64_MAX;   /* the next tick says how many */
     if (m.reload_again) {
         m.reload_again = false;
         reload();
@@ -1218,6 +1239,9 @@ int master_run(const char *file, struct config *cfg,
     ev_timer_init(&m.watchdog, watchdog_cb, watchdog, watchdog);
     if (watchdog > 0)
         ev_timer_start(m.loop, &m.watchdog);
+    ev_timer_init(&m.status_timer, status_cb, 2., 2.);
+    if (notify_enabled())
+        ev_timer_start(m.loop, &m.status_timer);
 
     unsigned n = m.cur->n;
     log_info("master (pid %d): starting %u worker(s)", (int)getpid(), n);

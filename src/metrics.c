@@ -297,6 +297,20 @@ unsigned metrics_workers(unsigned *ready)
     return live;
 }
 
+uint64_t metrics_connections(void)
+{
+    uint64_t open = 0;
+
+    for (unsigned s = 0; s < METRICS_SLOTS; s++) {
+        const struct metrics_block *b = metrics_block(s);
+        if (!b)
+            break;
+        if (__atomic_load_n(&b->state, __ATOMIC_ACQUIRE) != METRICS_EMPTY)
+            open += __atomic_load_n(&b->tcp_open, __ATOMIC_RELAXED);
+    }
+    return open;
+}
+
 /* ---- the exposition ----------------------------------------------------- */
 
 struct table {

@@ -193,6 +193,10 @@ void metrics_retire(unsigned s, bool restarted);
 /* Worker processes with a block (live), and how many of them are ready. */
 unsigned metrics_workers(unsigned *ready);
 
+/* Client connections the live workers hold (accepted TCP sockets, the
+ * ones still in their upgrade included). */
+uint64_t metrics_connections(void);
+
 /* What the master knows besides the blocks. */
 struct metrics_extra {
     uint64_t rooms;               /* rooms with members anywhere */

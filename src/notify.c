@@ -108,6 +108,15 @@ void notify_watchdog(void)
 #endif
 }
 
+bool notify_enabled(void)
+{
+#ifdef HAVE_SYSTEMD
+    return getenv("NOTIFY_SOCKET") != NULL;
+#else
+    return false;
+#endif
+}
+
 void notify_forget(void)
 {
     unsetenv("NOTIFY_SOCKET");

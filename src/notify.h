@@ -14,6 +14,8 @@
 #ifndef SNOWD_NOTIFY_H
 #define SNOWD_NOTIFY_H
 
+#include <stdbool.h>
+
 /* The watchdog the manager asked for (WATCHDOG_USEC, and WATCHDOG_PID
  * naming this process or absent), read once and removed from the
  * environment so that workers never see it.  Returns the interval at
@@ -39,6 +41,9 @@ void notify_stopping(const char *fmt, ...)
 
 /* WATCHDOG=1. */
 void notify_watchdog(void);
+
+/* Whether a service manager listens (NOTIFY_SOCKET is set). */
+bool notify_enabled(void);
 
 /* In a new worker: forget the notification socket. */
 void notify_forget(void);

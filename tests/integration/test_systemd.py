@@ -166,7 +166,7 @@ def test_ready_after_listeners_and_every_worker(snowd_factory, notify):
     with d.client("/echo") as c:
         c.send_text("up")
         assert c.recv_text() == "up"
-    assert ready["STATUS"] == "2 workers, serving"
+    assert ready["STATUS"] == "2 workers, serving; 0 connections"
     before = notify.messages[:notify.messages.index(ready)]
     assert before and before[0]["STATUS"] == "starting 2 workers", before
     assert not [m for m in before if "READY" in m.fields], before
@@ -196,12 +196,30 @@ def test_status_follows_a_worker_death(snowd_factory, notify):
     assert notify.wait_for("READY", "1", timeout=15), d.log()
     victim = d.ready_workers()[1]
     os.kill(victim, signal.SIGKILL)
-    down = notify.wait_for("STATUS", "1 of 2 workers ready", timeout=10)
+    down = notify.wait_for("STATUS", "1 of 2 workers ready; 0 connections",
+                           timeout=10)
     assert down, f"{notify.messages}\n{d.log()}"
-    up = notify.wait_for("STATUS", "2 workers, serving", timeout=15)
+    up = notify.wait_for("STATUS", "2 workers, serving; 0 connections",
+                         timeout=15)
     assert up, f"{notify.messages}\n{d.log()}"
     assert "READY" not in up.fields       # READY=1 is said once
     assert d.wait_respawn(1, victim) != victim
+
+
+def test_status_counts_connections(snowd_factory, notify):
+    d = notified(snowd_factory, notify, server={"workers": "2"})
+    assert notify.wait_for("READY", "1", timeout=15), d.log()
+    clients = [d.client("/echo") for _ in range(3)]
+    try:
+        up = notify.wait_for("STATUS", "2 workers, serving; 3 connections",
+                             timeout=15)
+        assert up, f"{notify.messages}\n{d.log()}"
+    finally:
+        for c in clients:
+            c.close()
+    down = notify.wait_for("STATUS", "2 workers, serving; 0 connections",
+                           timeout=15)
+    assert down, f"{notify.messages}\n{d.log()}"
 
 
 # ---- the watchdog ------------------------------------------------------------------
