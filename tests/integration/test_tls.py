@@ -130,8 +130,13 @@ def client_context(certs, ca="local.pem", alpn=None):
 class TlsClient(RawClient):
     """RawClient over TLS: the same frame helpers, through Python's ssl."""
 
-    def __init__(self, port, ctx, server_hostname=None, timeout=5.0):
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, ctx, server_hostname=None, timeout=5.0,
+                 rcvbuf=None):
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.settimeout(timeout)
+        if rcvbuf is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        raw.connect(("127.0.0.1", port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = ctx.wrap_socket(raw, server_hostname=server_hostname or
                                     "127.0.0.1")
@@ -269,6 +274,75 @@ def test_raw_frames_over_tls(tls_daemon, certs):
         f = c.recv_close()
         assert f.close_code == 1000
         assert c.wait_eof()
+
+
+def test_request_and_frames_in_one_large_record(tls_daemon, certs):
+    """A request head of 6 KB and frames after it in one TLS record: the
+    head is read 4 KB at a time, so OpenSSL holds decrypted bytes that no
+    readiness event announces.  Nothing may stall on them."""
+    d = tls_daemon()
+    with TlsClient(d.port, client_context(certs)) as c:
+        head = c.request_bytes("/echo", headers=[("X-Pad", "p" * 6000)])
+        frames = b"".join(build_frame(OP_TEXT, f"f{i}".encode())
+                          for i in range(200))
+        c.send(head + frames)          # one write: one record up to 16 KB
+        assert c.read_response().status == 101
+        for i in range(200):
+            assert c.recv_text() == f"f{i}"
+
+
+def whole_frame(buf):
+    """(opcode, payload, rest) for the server frame at the start of buf,
+    or None while it is incomplete."""
+    if len(buf) < 2:
+        return None
+    n, at = buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, at = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, at = int.from_bytes(buf[2:10], "big"), 10
+    if len(buf) < at + n:
+        return None
+    return buf[0] & 0x0F, buf[at:at + n], buf[at + n:]
+
+
+@pytest.mark.parametrize("size,count", [(16 * 1024, 512), (256 * 1024, 32)])
+def test_slow_reader_over_tls(tls_daemon, certs, size, count):
+    """The client writes 8 MiB of echoes and reads none until half is
+    written: the server's output fills the socket (TLS writes wait, and
+    are retried from the queue), its input pauses over max_backpressure
+    and resumes with bytes OpenSSL decrypted before the pause."""
+    d = tls_daemon(limits={"max_backpressure": "256K"})
+    blob = os.urandom(size)
+    with TlsClient(d.port, client_context(certs), timeout=30,
+                   rcvbuf=32 * 1024) as c:
+        c.handshake("/echo")
+        c.sock.setblocking(False)
+        out = b"".join(build_frame(OP_BINARY, blob) for _ in range(count))
+        got, sent, buf = 0, 0, c.buf
+        deadline = time.monotonic() + 90
+        while got < count and time.monotonic() < deadline:
+            if sent < len(out):
+                try:
+                    sent += c.sock.send(out[sent:sent + 65536])
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    time.sleep(0.001)
+            if sent < len(out) // 2:
+                continue
+            try:
+                buf += c.sock.recv(1 << 20)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                time.sleep(0.001)
+            while (f := whole_frame(buf)) is not None:
+                op, payload, buf = f
+                assert op == OP_BINARY and payload == blob
+                got += 1
+        assert got == count, \
+            f"{got} echoes of {count} in time:\n{d.log()[-2000:]}"
 
 
 # ---- openssl s_client ---------------------------------------------------------------
