@@ -802,6 +802,30 @@ def test_config_test_reports_bad_tls_settings(tmp_path, certs, section, line,
     assert_error_at(conf, r, line, words.format(d=certs))
 
 
+def test_shipped_example_tls_section_is_valid(tmp_path, certs):
+    """conf/snowd.ini's commented [tls] example, uncommented next to a
+    certificate, passes -t."""
+    src = Path(__file__).resolve().parents[2] / "conf" / "snowd.ini"
+    text = src.read_text()
+    text = re.sub(r"(?m)^plugin_dir *=.*$",
+                  f"plugin_dir = {make_plugin_dir(tmp_path / 'plugins')}",
+                  text)
+    text = re.sub(r"(?m)^listen = .*$", "\\g<0>\nlisten = 127.0.0.1:1 tls",
+                  text, count=1)
+    for key in ("[tls]", "certificate = cert.pem", "key = key.pem"):
+        assert f"\n;{key}" in text, key
+        text = text.replace(f"\n;{key}", f"\n{key}", 1)
+    text = re.sub(r"(?m)^static *= *\.\./", f"static = {src.parents[1]}/",
+                  text)
+    shutil.copy(certs / "local.pem", tmp_path / "cert.pem")
+    shutil.copy(certs / "local.key", tmp_path / "key.pem")
+    conf = tmp_path / "snowd.ini"
+    conf.write_text(text)
+    r = subprocess.run([str(snowd_binary()), "-t", "-c", str(conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
 def test_tls_listener_without_tls_section(tmp_path):
     conf, r = config_test(tmp_path, HEAD)
     assert_error_at(conf, r, 2, "listen: '127.0.0.1:1 tls' needs a [tls] "
