@@ -457,19 +457,15 @@ static enum tls_rc status(SSL *ssl, int r, const char *what)
     int err = SSL_get_error(ssl, r);
     unsigned long e = ERR_peek_error();
     char peer[INET6_ADDRSTRLEN + 8], reason[256];
-    bool handshake = strcmp(what, "handshake") == 0;
 
-    switch (err) {
-    case SSL_ERROR_WANT_READ:
+    if (err == SSL_ERROR_WANT_READ)
         return TLS_WANT_READ;
-    case SSL_ERROR_WANT_WRITE:
+    if (err == SSL_ERROR_WANT_WRITE)
         return TLS_WANT_WRITE;
-    case SSL_ERROR_ZERO_RETURN:
-        if (!handshake) {
-            ERR_clear_error();
-            return TLS_CLOSED;
-        }
-        break;
+    bool handshake = strcmp(what, "handshake") == 0;
+    if (err == SSL_ERROR_ZERO_RETURN && !handshake) {
+        ERR_clear_error();
+        return TLS_CLOSED;
     }
     bool vanished = err == SSL_ERROR_ZERO_RETURN ||
                     (err == SSL_ERROR_SYSCALL && e == 0) ||
