@@ -414,7 +414,7 @@ struct ssl_ctx_st *tls_ctx_for_name(const struct tls *t, const char *name)
 /* The peer's address, for log lines. */
 static void peer_name(SSL *ssl, char *out, size_t cap)
 {
-    struct sockaddr_storage a;
+    struct sockaddr_storage a = { .ss_family = AF_UNSPEC };
     socklen_t len = sizeof a;
     char host[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;

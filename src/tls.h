@@ -117,10 +117,12 @@ enum tls_rc tls_accept(struct ssl_st *ssl);
 enum tls_rc tls_read(struct ssl_st *ssl, const struct iovec *iov, int cnt,
                      size_t *got);
 
-/* Writes a record of at most 16 KiB from p[0..n); *done says how many
- * bytes it covered.  After TLS_WANT_WRITE (or TLS_WANT_READ), call again
- * with at least as many bytes starting with the same ones; they may sit
- * elsewhere in memory. */
+/* Writes the start of p[0..n), in records of at most 16 KiB, and
+ * returns after the first that goes out whole; *done says how many bytes
+ * went.  After TLS_WANT_WRITE (or TLS_WANT_READ) no byte counts as
+ * written: call again with at least as many bytes starting with the same
+ * ones (they may sit elsewhere in memory); *done then also counts the
+ * records that the calls which waited wrote. */
 enum tls_rc tls_write(struct ssl_st *ssl, const void *p, size_t n,
                       size_t *done);
 
