@@ -84,7 +84,7 @@ build_all() {
 	SNOWD=$TMP/snowd
 	SNOWD_ID="$(sha256sum "$SNOWD" | cut -c1-12) $(date -u -r "$SNOWD_SRC" +%Y-%m-%dT%H:%M:%SZ)"
 	mkdir -p "$BUILD/plugins"
-	gcc -O2 -Wall -Wextra -o "$LOADGEN" "$BENCH_DIR/loadgen.c" || die "building loadgen failed"
+	gcc -O2 -Wall -Wextra -o "$LOADGEN" "$BENCH_DIR/loadgen.c" -lssl -lcrypto || die "building loadgen failed"
 	cc -shared -fPIC -O2 -Wall -Wextra -I"$TOP/include" "$BENCH_DIR/actorbench.c" \
 		-o "$BUILD/plugins/actorbench.so" || die "building actorbench.so failed"
 	# A plugin directory with exactly these two plugins, so that service
@@ -123,7 +123,9 @@ snowd_pids() {
 }
 
 # start_snowd WORKERS ACCEPT [EXTRA ...]: extra "key = value" lines go into [limits]
-# Optional env: SNOWD_TASKSET (e.g. "taskset -c 1") to pin the daemon.
+# (a line "[tls]" starts that section instead).
+# Optional env: SNOWD_TASKSET (e.g. "taskset -c 1") to pin the daemon;
+# SNOWD_LISTEN_WORDS (e.g. "tls") after the listen address.
 start_snowd() {
 	local workers=$1 accept=$2
 	shift 2
@@ -133,7 +135,7 @@ start_snowd() {
 	{
 		cat <<EOF
 [server]
-listen = 127.0.0.1:$SRV_PORT
+listen = 127.0.0.1:$SRV_PORT ${SNOWD_LISTEN_WORDS:-}
 plugin_dir = $PLUGDIR
 workers = $workers
 accept = $accept

@@ -1,6 +1,7 @@
 /*
  * loadgen - single-threaded epoll WebSocket load generator for the snowd
- * benchmarks.  Plain libc, no third-party libraries.
+ * benchmarks.  libc, and OpenSSL for -T (wss://: TLS on every connection;
+ * the certificate is not verified).
  *
  * Echo mode (default): opens -c connections, keeps -w masked messages of
  * -s bytes in flight on each, and measures round trips and their latency
@@ -37,6 +38,9 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define MAX_CONNECTING 500          /* connects/handshakes in progress at once */
 #define RBUF_SIZE (256 * 1024)      /* shared read buffer */
@@ -105,11 +109,12 @@ static double hist_pct(double p)
 }
 
 /* ---------------------------------------------------------------- state */
-enum cstate { ST_FREE = 0, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
+enum cstate { ST_FREE = 0, ST_CONNECTING, ST_TLS, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
 
 struct conn {
 	int fd;
 	enum cstate state;
+	SSL *ssl;                  /* -T: TLS, else NULL */
 	unsigned want_out : 1;     /* EPOLLOUT registered */
 	/* handshake */
 	size_t req_off;            /* bytes of upgrade request sent */
@@ -144,7 +149,10 @@ static struct {
 	int binary;
 	int quiet;
 	int pid;                   /* first of pids[], 0 = none */
-} opt = { "127.0.0.1", 0, "/echo", 100, 32, 1, 10, 2, 0, 0, 0, 0 };
+	int tls;
+} opt = { "127.0.0.1", 0, "/echo", 100, 32, 1, 10, 2, 0, 0, 0, 0, 0 };
+
+static SSL_CTX *ssl_ctx;
 
 /* -P PID[,PID...]: every process of the server (e.g. a master and its
  * workers); CPU time and VmRSS are summed over all of them. */
@@ -397,13 +405,19 @@ static void conn_close(struct conn *c, const char *why)
 {
 	if (c->state == ST_CLOSED || c->state == ST_FREE)
 		return;
-	if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE)
+	if (c->state == ST_CONNECTING || c->state == ST_TLS ||
+	    c->state == ST_HANDSHAKE)
 		n_connecting--;
 	else if (c->state == ST_OPEN)
 		n_open--;
 	errors++;
 	logerr("connection %d: %s", (int)(c - conns), why);
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	if (c->ssl) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		ERR_clear_error();
+	}
 	close(c->fd);
 	c->fd = -1;
 	c->state = ST_CLOSED;
@@ -450,6 +464,63 @@ static void conn_start(struct conn *c)
 	}
 }
 
+/* ---------------------------------------------------------------- TLS */
+/* read(2) and writev(2), or their TLS counterparts, with the same
+ * results: EAGAIN while OpenSSL waits for the socket. */
+static ssize_t tls_status(struct conn *c)
+{
+	switch (SSL_get_error(c->ssl, 0)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		ERR_clear_error();
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+static ssize_t io_read(struct conn *c, void *buf, size_t n)
+{
+	size_t got;
+
+	if (!c->ssl)
+		return read(c->fd, buf, n);
+	if (SSL_read_ex(c->ssl, buf, n, &got))
+		return (ssize_t)got;
+	return tls_status(c);
+}
+
+/* Over TLS, one record of at most 16 KiB gathered from iov; a retry
+ * after EAGAIN offers the same bytes first (the frames are copies of one
+ * another), as OpenSSL requires. */
+static ssize_t io_writev(struct conn *c, const struct iovec *iov, int n)
+{
+	static uint8_t rec[16384];
+	size_t len = 0, done;
+
+	if (!c->ssl)
+		return writev(c->fd, iov, n);
+	for (int i = 0; i < n && len < sizeof rec; i++) {
+		size_t k = iov[i].iov_len < sizeof rec - len ? iov[i].iov_len
+							      : sizeof rec - len;
+		memcpy(rec + len, iov[i].iov_base, k);
+		len += k;
+	}
+	if (SSL_write_ex(c->ssl, rec, len, &done))
+		return (ssize_t)done;
+	return tls_status(c);
+}
+
+static ssize_t io_write(struct conn *c, const void *p, size_t n)
+{
+	struct iovec iov = { (void *)p, n };
+	return io_writev(c, &iov, 1);
+}
+
 /* write as much of the pending frames as the socket takes */
 static int conn_flush(struct conn *c)
 {
@@ -464,7 +535,7 @@ static int conn_flush(struct conn *c)
 			iov[n].iov_base = frame;
 			iov[n].iov_len = frame_len;
 		}
-		ssize_t w = writev(c->fd, iov, n);
+		ssize_t w = io_writev(c, iov, n);
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				set_events(c, 1);
@@ -481,6 +552,8 @@ static int conn_flush(struct conn *c)
 		size_t first = frame_len - c->woff;
 		if (left < first) {
 			c->woff += left;
+			if (c->ssl)
+				continue;   /* one record at a time: not full */
 			set_events(c, 1);
 			return 0;
 		}
@@ -490,7 +563,7 @@ static int conn_flush(struct conn *c)
 		size_t full = left / frame_len;
 		c->npend -= (uint32_t)full;
 		c->woff = left % frame_len;
-		if (c->woff) {
+		if (c->woff && !c->ssl) {
 			set_events(c, 1);
 			return 0;
 		}
@@ -620,7 +693,7 @@ static void handshake_read(struct conn *c)
 			return;
 		}
 	}
-	ssize_t r = read(c->fd, c->hs + c->hs_len, HS_BUF_SIZE - 1 - c->hs_len);
+	ssize_t r = io_read(c, c->hs + c->hs_len, HS_BUF_SIZE - 1 - c->hs_len);
 	if (r < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
@@ -682,13 +755,40 @@ static void handle_event(struct conn *c, uint32_t ev)
 			}
 			c->state = ST_HANDSHAKE;
 			c->req_off = 0;
+			if (opt.tls) {
+				c->ssl = SSL_new(ssl_ctx);
+				if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+					conn_close(c, "SSL_new failed");
+					return;
+				}
+				SSL_set_connect_state(c->ssl);
+				c->state = ST_TLS;
+			}
 		} else {
 			return;
 		}
 	}
+	if (c->state == ST_TLS) {
+		int r = SSL_do_handshake(c->ssl);
+		if (r != 1) {
+			int err = SSL_get_error(c->ssl, r);
+			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+				set_events(c, err == SSL_ERROR_WANT_WRITE);
+				return;
+			}
+			char m[160];
+			snprintf(m, sizeof m, "TLS handshake: %s",
+				 ERR_reason_error_string(ERR_peek_error()) ?
+				 ERR_reason_error_string(ERR_peek_error()) : strerror(errno));
+			conn_close(c, m);
+			return;
+		}
+		c->state = ST_HANDSHAKE;
+		set_events(c, 1);
+	}
 	if (c->state == ST_HANDSHAKE) {
 		if (c->req_off < request_len) {
-			ssize_t w = write(c->fd, request + c->req_off, request_len - c->req_off);
+			ssize_t w = io_write(c, request + c->req_off, request_len - c->req_off);
 			if (w < 0 && errno != EAGAIN && errno != EINTR) {
 				char m[128];
 				snprintf(m, sizeof m, "handshake write: %s", strerror(errno));
@@ -708,8 +808,10 @@ static void handle_event(struct conn *c, uint32_t ev)
 		return;
 	if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		uint32_t before = c->npend;
-		for (int rounds = 0; rounds < 16; rounds++) {
-			ssize_t r = read(c->fd, rbuf, sizeof rbuf);
+		/* Over TLS, read until OpenSSL waits for the socket: bytes it
+		 * holds would never be announced by epoll. */
+		for (int rounds = 0; rounds < 16 || c->ssl; rounds++) {
+			ssize_t r = io_read(c, rbuf, sizeof rbuf);
 			if (r < 0) {
 				if (errno == EAGAIN || errno == EWOULDBLOCK)
 					break;
@@ -726,7 +828,7 @@ static void handle_event(struct conn *c, uint32_t ev)
 			}
 			if (parse(c, rbuf, (size_t)r, now_ns()) < 0)
 				return;
-			if ((size_t)r < sizeof rbuf)
+			if ((size_t)r < sizeof rbuf && !c->ssl)
 				break;
 		}
 		/* all replacements produced by this read go out in one writev */
@@ -742,8 +844,9 @@ static void usage(const char *argv0)
 {
 	fprintf(stderr,
 		"usage: %s -p port [-h host] [-u path] [-c conns] [-s size] [-w window]\n"
-		"          [-d seconds] [-W warmup_seconds] [-k] [-b] [-q] [-P pid[,pid...]]\n"
+		"          [-d seconds] [-W warmup_seconds] [-k] [-b] [-q] [-T] [-P pid[,pid...]]\n"
 		"  -k  idle mode: hold connections open without traffic\n"
+		"  -T  TLS (wss://), without verifying the certificate\n"
 		"  -b  binary frames (default text)\n"
 		"  -P  sample CPU time / VmRSS of these pids (summed) at the measurement edges\n",
 		argv0);
@@ -770,7 +873,7 @@ static double cpu_self_s(void)
 int main(int argc, char **argv)
 {
 	int ch;
-	while ((ch = getopt(argc, argv, "h:p:u:c:s:w:d:W:kbqP:")) != -1) {
+	while ((ch = getopt(argc, argv, "h:p:u:c:s:w:d:W:kbqTP:")) != -1) {
 		switch (ch) {
 		case 'h': opt.host = optarg; break;
 		case 'p': opt.port = atoi(optarg); break;
@@ -783,6 +886,7 @@ int main(int argc, char **argv)
 		case 'k': opt.idle = 1; break;
 		case 'b': opt.binary = 1; break;
 		case 'q': opt.quiet = 1; break;
+		case 'T': opt.tls = 1; break;
 		case 'P': parse_pids(optarg); break;
 		default: usage(argv[0]);
 		}
@@ -804,6 +908,18 @@ int main(int argc, char **argv)
 		freeaddrinfo(res);
 	}
 
+	if (opt.tls) {
+		ssl_ctx = SSL_CTX_new(TLS_client_method());
+		if (!ssl_ctx) {
+			fprintf(stderr, "loadgen: SSL_CTX_new failed\n");
+			return 2;
+		}
+		SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_mode(ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+				 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				 SSL_MODE_RELEASE_BUFFERS);
+		SSL_CTX_set_read_ahead(ssl_ctx, 1);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -864,7 +980,8 @@ int main(int argc, char **argv)
 			if (t >= est_deadline && n_connecting)
 				logerr("%d connections still pending at establish deadline", n_connecting);
 			for (int i = 0; i < opt.nconn; i++)
-				if (conns[i].state == ST_CONNECTING || conns[i].state == ST_HANDSHAKE)
+				if (conns[i].state == ST_CONNECTING || conns[i].state == ST_TLS ||
+				    conns[i].state == ST_HANDSHAKE)
 					conn_close(&conns[i], "establish timeout");
 			if (n_open == 0) {
 				fprintf(stderr, "loadgen: no connection could be established\n");

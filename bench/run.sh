@@ -90,7 +90,7 @@ trap 'log "terminated (time limit?)"; exit 143' TERM HUP
 # ---------------------------------------------------------------- build
 mkdir -p "$BUILD"
 CFLAGS="-O2 -Wall -Wextra"
-gcc $CFLAGS -o "$BUILD/loadgen" "$BENCH_DIR/loadgen.c" || die "building loadgen failed"
+gcc $CFLAGS -o "$BUILD/loadgen" "$BENCH_DIR/loadgen.c" -lssl -lcrypto || die "building loadgen failed"
 LWS_FLAGS=$(pkg-config --cflags --libs libwebsockets 2>/dev/null || echo "-lwebsockets")
 gcc $CFLAGS -o "$BUILD/lws_echo" "$BENCH_DIR/peers/lws_echo.c" $LWS_FLAGS || die "building lws_echo failed"
 

@@ -9,7 +9,7 @@ set -e
 BUILD="build-essential autoconf automake libtool pkg-config libev-dev \
 libinih-dev libssl-dev libsystemd-dev libcmocka-dev"
 TEST="python3 python3-pytest python3-websockets python3-prometheus-client \
-clang libclang-rt-14-dev mandoc systemd chromium"
+clang libclang-rt-14-dev mandoc systemd chromium openssl"
 BENCH="libwebsockets-dev nodejs node-ws util-linux"
 
 want="$BUILD"

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@ struct loader {
     unsigned first_error_line;
     char section[256];              /* current section, as written */
     struct route *route;            /* current [route] section, or NULL */
+    struct tls_cert_conf *tls;      /* current [tls ...] section, or NULL */
     unsigned seen;                  /* bit set of single keys seen */
     unsigned user_line, group_line;
 };
@@ -178,9 +180,17 @@ static void server_key(struct loader *ld, const char *name, const char *value)
 
     if (strcmp(name, "listen") == 0) {
         struct listen_spec spec = { .line = ld->line };
-        if (confval_listen(value, &spec.addr, &spec.addr_len) != 0) {
+        int rc = confval_listen_entry(value, &spec.addr, &spec.addr_len,
+                                      &spec.tls);
+        if (rc == -ENOTSUP) {
+            report(ld, ld->line, "listen: '%s': the only word allowed after "
+                   "the address is 'tls'", value);
+            return;
+        }
+        if (rc != 0) {
             report(ld, ld->line, "listen: '%s' is not ADDRESS:PORT "
-                   "(e.g. 127.0.0.1:8080, [::1]:8080, *:8080)", value);
+                   "(e.g. 127.0.0.1:8080, [::1]:8080, *:8080), optionally "
+                   "followed by 'tls'", value);
             return;
         }
         spec.text = strdup(value);
@@ -388,6 +398,125 @@ static void route_key(struct loader *ld, const char *name, const char *value)
     }
 }
 
+/* A path key of a [tls ...] section: kept resolved, checked by tls.c. */
+static void set_tls_path(struct loader *ld, char **out, unsigned *line,
+                         const char *value)
+{
+    if (!*value) {
+        report(ld, ld->line, "[%s]: an empty path", ld->section);
+        return;
+    }
+    *out = beside_config(ld->cfg, value);
+    *line = ld->line;
+}
+
+static void tls_key(struct loader *ld, const char *name, const char *value)
+{
+    struct tls_conf *tc = &ld->cfg->tls_conf;
+    struct tls_cert_conf *c = ld->tls;
+    bool is_default = c->nnames == 0;
+
+    if (strcmp(name, "certificate") == 0) {
+        if (once(ld, 1u << 0, name) == 0)
+            set_tls_path(ld, &c->certificate, &c->certificate_line, value);
+    } else if (strcmp(name, "key") == 0) {
+        if (once(ld, 1u << 1, name) == 0)
+            set_tls_path(ld, &c->key, &c->key_line, value);
+    } else if (strcmp(name, "chain") == 0) {
+        if (once(ld, 1u << 2, name) == 0)
+            set_tls_path(ld, &c->chain, &c->chain_line, value);
+    } else if (!is_default && (strcmp(name, "ciphers") == 0 ||
+                               strcmp(name, "ciphersuites") == 0 ||
+                               strcmp(name, "release_buffers") == 0)) {
+        report(ld, ld->line, "'%s' belongs in [tls]: it applies to every "
+               "certificate", name);
+    } else if (strcmp(name, "ciphers") == 0) {
+        if (once(ld, 1u << 3, name) == 0) {
+            tc->ciphers = strdup(value);
+            tc->ciphers_line = ld->line;
+        }
+    } else if (strcmp(name, "ciphersuites") == 0) {
+        if (once(ld, 1u << 4, name) == 0) {
+            tc->ciphersuites = strdup(value);
+            tc->ciphersuites_line = ld->line;
+        }
+    } else if (strcmp(name, "release_buffers") == 0) {
+        bool on;
+        if (once(ld, 1u << 5, name) != 0)
+            return;
+        if (confval_bool(value, &on) != 0)
+            report(ld, ld->line, "release_buffers: '%s' is not on or off",
+                   value);
+        else
+            tc->keep_buffers = !on;
+    } else {
+        report(ld, ld->line, "unknown key '%s' in [%s]", name, ld->section);
+    }
+}
+
+/* A server name of a [tls NAME ...] header: DNS labels of letters,
+ * digits and '-', or "*." and such labels. */
+static bool server_name_valid(const char *name)
+{
+    const char *p = strncmp(name, "*.", 2) == 0 ? name + 2 : name;
+    size_t label = 0;
+
+    if (!*p || strlen(p) > 253)
+        return false;
+    for (; *p; p++) {
+        if (*p == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                   (*p >= '0' && *p <= '9') || *p == '-') {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return label > 0;
+}
+
+/* [tls] or [tls NAME ...]: starts a certificate. */
+static void begin_tls_section(struct loader *ld, const char *names)
+{
+    struct tls_conf *tc = &ld->cfg->tls_conf;
+    struct tls_cert_conf c = { .line = ld->line };
+    bool bad = false;
+
+    c.names = split_words(names, &c.nnames);
+    for (size_t i = 0; i < c.nnames; i++) {
+        if (!server_name_valid(c.names[i])) {
+            report(ld, ld->line, "[%s]: '%s' is not a server name (e.g. "
+                   "example.org, *.example.org)", ld->section, c.names[i]);
+            bad = true;
+        }
+        for (size_t k = 0; k < tc->ncerts; k++)
+            for (size_t j = 0; j < tc->certs[k].nnames; j++)
+                if (strcasecmp(tc->certs[k].names[j], c.names[i]) == 0) {
+                    report(ld, ld->line, "[%s]: '%s' already has a "
+                           "certificate, in the section at line %u",
+                           ld->section, c.names[i], tc->certs[k].line);
+                    bad = true;
+                }
+    }
+    for (size_t k = 0; c.nnames == 0 && k < tc->ncerts; k++)
+        if (tc->certs[k].nnames == 0) {
+            report(ld, ld->line, "[tls] appears twice (first at line %u)",
+                   tc->certs[k].line);
+            bad = true;
+        }
+    if (bad) {
+        free_words(c.names, c.nnames);
+        return;
+    }
+    tc->certs = realloc(tc->certs, (tc->ncerts + 1) * sizeof *tc->certs);
+    tc->certs[tc->ncerts] = c;
+    ld->tls = &tc->certs[tc->ncerts++];
+}
+
 /* Called by the reader for each section header, before inih sees it. */
 static void begin_section(struct loader *ld, const char *name)
 {
@@ -395,10 +524,16 @@ static void begin_section(struct loader *ld, const char *name)
 
     snprintf(ld->section, sizeof ld->section, "%s", name);
     ld->route = NULL;
+    ld->tls = NULL;
     ld->seen = 0;
     if (strcmp(name, "server") == 0 || strcmp(name, "limits") == 0 ||
         strcmp(name, "admin") == 0)
         return;
+    if (strncmp(name, "tls", 3) == 0 &&
+        (name[3] == '\0' || name[3] == ' ' || name[3] == '\t')) {
+        begin_tls_section(ld, name + 3);
+        return;
+    }
     if (strncmp(name, "route", 5) == 0 && (name[5] == ' ' || name[5] == '\t')) {
         const char *path = name + 6 + strspn(name + 6, " \t");
         if (path[0] != '/' || strpbrk(path, " \t?#")) {
@@ -417,7 +552,7 @@ static void begin_section(struct loader *ld, const char *name)
         return;
     }
     report(ld, ld->line, "unknown section [%s] (expected [server], [limits], "
-           "[admin] or [route /PATH])", name);
+           "[admin], [tls], [tls NAME] or [route /PATH])", name);
 }
 
 /* inih's reader: fgets that counts lines and spots section headers. */
@@ -465,6 +600,8 @@ static int on_key(void *user, const char *section, const char *name,
         admin_key(ld, name, value);
     else if (ld->route)
         route_key(ld, name, value);
+    else if (ld->tls)
+        tls_key(ld, name, value);
     else if (ld->section[0] == '\0')
         report(ld, ld->line, "'%s' is outside any section", name);
     /* else: the section itself was already reported as unknown */
@@ -552,6 +689,44 @@ static void check_identity(struct loader *ld)
         lookup_groups(cfg);
 }
 
+static void report_tls(void *arg, unsigned line, const char *msg)
+{
+    struct loader *ld = arg;
+    const struct tls_conf *tc = &ld->cfg->tls_conf;
+
+    report(ld, line ? line : tc->certs[0].line, "%s", msg);
+}
+
+/* Every tls listener needs the default certificate, every section a
+ * certificate; then tls.c reads the files and builds the contexts. */
+static void check_tls(struct loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    const struct tls_conf *tc = &cfg->tls_conf;
+    const struct tls_cert_conf *def = NULL;
+    unsigned errors = ld->errors;
+
+    for (size_t i = 0; i < tc->ncerts; i++) {
+        if (tc->certs[i].nnames == 0)
+            def = &tc->certs[i];
+        if (!tc->certs[i].certificate)
+            report(ld, tc->certs[i].line, "[%s%s%s] needs 'certificate'",
+                   "tls", tc->certs[i].nnames ? " " : "",
+                   tc->certs[i].nnames ? tc->certs[i].names[0] : "");
+    }
+    if (tc->ncerts && !def)
+        report(ld, tc->certs[0].line, "[tls %s] needs a [tls] section too: "
+               "its certificate is the default, for clients that name "
+               "another server or none", tc->certs[0].names[0]);
+    for (size_t i = 0; i < cfg->nlistens; i++)
+        if (cfg->listens[i].tls && (!def || !def->certificate))
+            report(ld, cfg->listens[i].line, "listen: '%s' needs a [tls] "
+                   "section with a 'certificate' (and its 'key')",
+                   cfg->listens[i].text);
+    if (tc->ncerts && ld->errors == errors)
+        cfg->tls = tls_new(tc, report_tls, ld);
+}
+
 static void check_whole(struct loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -578,6 +753,7 @@ static void check_whole(struct loader *ld)
                    "listen (line %u); the admin endpoints need an address "
                    "of their own", cfg->admin.text, cfg->listens[i].line);
     check_identity(ld);
+    check_tls(ld);
 }
 
 /* A relative plugin_dir is taken relative to the config file's folder. */
@@ -636,6 +812,8 @@ void config_free(struct config *cfg)
         free_words(r->origins, r->norigins);
     }
     free(cfg->routes);
+    tls_free(cfg->tls);
+    tls_conf_free(&cfg->tls_conf);
     free(cfg->plugin_dir);
     free(cfg->pid_file);
     free(cfg->user);

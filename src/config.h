@@ -9,18 +9,21 @@
 #ifndef SNOWD_CONFIG_H
 #define SNOWD_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include "log.h"
 #include "route.h"
+#include "tls.h"
 
 struct listen_spec {
     char *text;                     /* as written, for log lines */
     struct sockaddr_storage addr;
     socklen_t addr_len;
     unsigned line;
+    bool tls;                       /* `listen = ADDRESS tls` */
 };
 
 struct config {
@@ -68,9 +71,17 @@ struct config {
 
     struct route *routes;
     size_t nroutes;
+
+    /* [tls] and [tls NAME ...], and the contexts built from them when
+     * the file is read (NULL without [tls]). */
+    struct tls_conf tls_conf;
+    struct tls *tls;
 };
 
-/* Reads and checks `file`.  Returns NULL after printing every error. */
+/* Reads and checks `file`, and builds its TLS contexts (so certificates
+ * and keys are read here, by the caller's user).  Returns NULL after
+ * printing every error.  May be called again in the same process (a
+ * reload); each result is freed with config_free. */
 struct config *config_load(const char *file);
 
 void config_free(struct config *cfg);

@@ -155,3 +155,32 @@ int confval_listen(const char *s, struct sockaddr_storage *addr,
     *addr_len = sizeof *a4;
     return 0;
 }
+
+int confval_listen_entry(const char *s, struct sockaddr_storage *addr,
+                         socklen_t *addr_len, bool *tls)
+{
+    char text[80];   /* longer than any address confval_listen accepts */
+    size_t len = strcspn(s, " \t");
+    bool want_tls = false;
+
+    if (len >= sizeof text)
+        return -EINVAL;
+    memcpy(text, s, len);
+    text[len] = '\0';
+    struct sockaddr_storage a;
+    socklen_t alen;
+    if (confval_listen(text, &a, &alen) != 0)
+        return -EINVAL;
+    for (const char *p = s + len; *(p += strspn(p, " \t")); ) {
+        size_t n = strcspn(p, " \t");
+        if (n == 3 && memcmp(p, "tls", 3) == 0)
+            want_tls = true;
+        else
+            return -ENOTSUP;
+        p += n;
+    }
+    *addr = a;
+    *addr_len = alen;
+    *tls = want_tls;
+    return 0;
+}

@@ -1,6 +1,6 @@
 /*
  * confval.h - parsers for configuration values: sizes, durations,
- * listen addresses, counts.  Pure functions of a NUL-terminated string;
+ * listen addresses and entries, counts.  Pure functions of a NUL-terminated string;
  * each returns 0 or a negative errno-style code and writes its result only
  * on success.  No I/O, no allocation.
  */
@@ -29,5 +29,12 @@ int confval_bool(const char *s, bool *out);
  * the port is required.  Literal addresses only: no name lookups. */
 int confval_listen(const char *s, struct sockaddr_storage *addr,
                    socklen_t *addr_len);
+
+/* A whole `listen` value: an address as confval_listen reads it, then
+ * words after blanks that qualify it.  The only word is "tls" (sets
+ * *tls; false without it).  Returns 0, -EINVAL for a bad address, or
+ * -ENOTSUP for an unknown word. */
+int confval_listen_entry(const char *s, struct sockaddr_storage *addr,
+                         socklen_t *addr_len, bool *tls);
 
 #endif

@@ -11,6 +11,13 @@
  * read (or once per loop iteration for sends from elsewhere): a burst of
  * pipelined messages costs one write(2).  The write watcher is started
  * only when a write comes up short.
+ *
+ * Over TLS the same bytes pass through OpenSSL (tls.c): reads decrypt
+ * into the same buffers, and output is written one record at a time,
+ * small ranges of the queue gathered into full records.  OpenSSL can
+ * want the socket writable to read (and readable to write), and can hold
+ * decrypted bytes that no readiness event will announce; conn->tls keeps
+ * track of both (see conn.h).
  */
 #include "conn.h"
 
@@ -30,6 +37,7 @@
 #include "metrics.h"
 #include "snowd/snowd.h"
 #include "static.h"
+#include "tls.h"
 #include "worker.h"
 
 /* Frames at least this large skip the output buffer when it is empty. */
@@ -40,6 +48,15 @@
 /* A frame in progress with at least this much payload left is read
  * straight into the message buffer. */
 #define DIRECT_READ_MIN (4 * 1024)
+/* The largest TLS record's payload, and what one TLS flush may write
+ * before other connections get their turn. */
+#define TLS_RECORD_MAX (16 * 1024)
+#define TLS_FLUSH_MAX (256 * 1024)
+/* The first byte of a TLS handshake record (RFC 8446, section 5.1). */
+#define TLS_HANDSHAKE_RECORD 0x16
+
+/* Small ranges of output are gathered here into one TLS record. */
+static uint8_t tls_record[TLS_RECORD_MAX];
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_flush(struct conn *c);
@@ -91,12 +108,13 @@ static void mark_pending(struct conn *c)
 
 /* ---- lifecycle -------------------------------------------------------- */
 
-struct conn *conn_new(int fd)
+struct conn *conn_new(int fd, struct ssl_ctx_st *tls)
 {
     /* The handler (and so the state size) is known only after the
      * handshake; the connection is reallocated then. */
     struct conn *c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!c || (tls && !(c->ssl = tls_conn_new(tls, fd)))) {
+        free(c);
         close(fd);
         return NULL;
     }
@@ -141,7 +159,8 @@ static void count_end(const struct conn *c)
 {
     metrics_sub(&metrics_self->tcp_open, 1);
     if (c->state == CONN_HANDSHAKE)
-        metrics_handshake_failure(METRICS_HS_ABORTED);
+        metrics_handshake_failure(c->ssl && !(c->tls & CONN_TLS_OPEN)
+                                  ? METRICS_HS_TLS : METRICS_HS_ABORTED);
     if (!(c->flags & CONN_OPENED))
         return;
     metrics_sub(&c->route->metrics->open, 1);
@@ -159,6 +178,10 @@ void conn_kill(struct conn *c, uint16_t code)
     notify_close(c, code, NULL, 0);
     end_actor(c, "normal");
     ev_io_stop(worker.loop, &c->io);
+    if (c->ssl) {
+        tls_conn_free(c->ssl);
+        c->ssl = NULL;
+    }
     close(c->io.fd);
     list_unlink(c);
     buf_free(c->in);
@@ -179,6 +202,8 @@ static void start_linger(struct conn *c)
     if (c->list != LIST_CLOSING)
         list_move(c, LIST_CLOSING, ev_now(worker.loop));
     if (outq_size(c->out) == 0 && !(c->flags & CONN_SHUT)) {
+        if (c->ssl)
+            tls_shutdown(c->ssl);   /* close_notify, then the FIN */
         shutdown(c->io.fd, SHUT_WR);
         c->flags |= CONN_SHUT;
     }
@@ -196,6 +221,189 @@ static void set_events(struct conn *c, int events)
     ev_io_start(worker.loop, &c->io);
 }
 
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* Pushes c onto the ready stack, as a readable event would. */
+static void mark_ready(struct conn *c)
+{
+    if (c->flags & CONN_READY)
+        return;
+    c->flags |= CONN_READY;
+    c->ready_next = worker.ready;
+    worker.ready = c;
+}
+
+/* Reads again without waiting for the socket, for bytes OpenSSL holds.
+ * Each such read takes some of them or clears CONN_TLS_MORE, so this
+ * ends; lingering connections read the socket itself, and never this. */
+static void tls_read_again(struct conn *c)
+{
+    if (c->state != CONN_DEAD && c->state != CONN_LINGER &&
+        !(c->flags & CONN_PAUSED))
+        mark_ready(c);
+}
+
+/* Readiness as TLS sees it: a read that waited for the socket to become
+ * writable goes on when it is, and so does a write that waited for it
+ * to become readable. */
+static int tls_revents(struct conn *c, int revents)
+{
+    if ((revents & EV_WRITE) && (c->tls & CONN_TLS_READ_WANTS_WRITE)) {
+        c->tls &= (uint8_t)~CONN_TLS_READ_WANTS_WRITE;
+        revents |= EV_READ;
+    }
+    if ((revents & EV_READ) && (c->tls & CONN_TLS_WRITE_WANTS_READ)) {
+        c->tls &= (uint8_t)~CONN_TLS_WRITE_WANTS_READ;
+        revents |= EV_WRITE;
+    }
+    return revents;
+}
+
+/* The events to watch, given those the plain logic wants. */
+static int tls_events(const struct conn *c, int want)
+{
+    if (c->tls & CONN_TLS_WRITE_WANTS_READ) {
+        /* Writable is no news to a write that waits for input. */
+        want |= EV_READ;
+        want &= ~EV_WRITE;
+    }
+    if (c->tls & CONN_TLS_READ_WANTS_WRITE)
+        want |= EV_WRITE;
+    return want;
+}
+
+/* readv(2) over TLS, with the same results: bytes, 0 at the end of the
+ * stream, or -1 with errno (EAGAIN while OpenSSL waits). */
+static ssize_t tls_recv(struct conn *c, const struct iovec *iov, int cnt)
+{
+    size_t got;
+    enum tls_rc rc = tls_read(c->ssl, iov, cnt, &got);
+
+    c->tls &= (uint8_t)~(CONN_TLS_READ_WANTS_WRITE | CONN_TLS_MORE);
+    if (rc == TLS_WANT_WRITE)
+        c->tls |= CONN_TLS_READ_WANTS_WRITE;
+    /* Full buffers with more decrypted, or bytes before the end: the
+     * next read must come without waiting for the socket. */
+    if (rc == TLS_OK ? tls_has_pending(c->ssl)
+                     : got && (rc == TLS_CLOSED || rc == TLS_FAILED))
+        c->tls |= CONN_TLS_MORE;
+    if (got)
+        return (ssize_t)got;
+    if (rc == TLS_CLOSED)
+        return 0;
+    errno = rc == TLS_FAILED ? ECONNRESET : EAGAIN;
+    return -1;
+}
+
+/* The reads of the connection: one branch on c->ssl for plain TCP. */
+static inline ssize_t conn_recv(struct conn *c, void *p, size_t n)
+{
+    if (c->ssl)
+        return tls_recv(c, &(struct iovec){ p, n }, 1);
+    return recv(c->io.fd, p, n, 0);
+}
+
+static inline ssize_t conn_readv(struct conn *c, const struct iovec *iov,
+                                 int cnt)
+{
+    if (c->ssl)
+        return tls_recv(c, iov, cnt);
+    return readv(c->io.fd, iov, cnt);
+}
+
+/* Writes the queue over TLS, a record per call, until it is empty, the
+ * socket is full or TLS_FLUSH_MAX is written.  False if c died. */
+static bool tls_flush(struct conn *c)
+{
+    c->tls &= (uint8_t)~CONN_TLS_WRITE_WANTS_READ;
+    for (size_t sent = 0; c->out && sent < TLS_FLUSH_MAX;) {
+        const uint8_t *p;
+        size_t n = outq_gather(c->out, tls_record, sizeof tls_record, &p);
+        size_t done;
+        switch (tls_write(c->ssl, p, n, &done)) {
+        case TLS_OK:
+            outq_consume(&c->out, done);
+            sent += done;
+            break;
+        case TLS_WANT_READ:
+            c->tls |= CONN_TLS_WRITE_WANTS_READ;
+            return true;
+        case TLS_WANT_WRITE:
+            return true;
+        default:
+            conn_kill(c, WS_CLOSE_ABNORMAL);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void reply_and_close(struct conn *c, const char *resp, size_t n);
+
+/* A client that speaks plain HTTP to a TLS port gets a plain answer, as
+ * from nginx, rather than a TLS alert it cannot read. */
+static void refuse_plain_http(struct conn *c)
+{
+    static const char body[] = "This port speaks TLS: use https:// or "
+                               "wss://.\n";
+    char resp[256];
+    int n = snprintf(resp, sizeof resp, "HTTP/1.1 400 Bad Request\r\n"
+                     "Content-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Connection: close\r\n"
+                     "\r\n%s", sizeof body - 1, body);
+
+    log_debug("connection %d: plain HTTP sent to a TLS port; answering 400",
+              c->io.fd);
+    metrics_handshake_failure(METRICS_HS_TLS);
+    tls_conn_free(c->ssl);
+    c->ssl = NULL;
+    c->tls = 0;
+    reply_and_close(c, resp, (size_t)n);
+}
+
+/* Drives the TLS handshake.  Returns 1 once it is done, else what a
+ * read would: 0 at the end of the stream, -1 with errno. */
+static ssize_t tls_start(struct conn *c)
+{
+    if (!(c->tls & CONN_TLS_SNIFFED)) {
+        /* Trust boundary: a peek at the client's first byte, before
+         * OpenSSL sees any. */
+        uint8_t first;
+        ssize_t n = recv(c->io.fd, &first, 1, MSG_PEEK);
+        if (n <= 0)
+            return n;
+        if (first != TLS_HANDSHAKE_RECORD) {
+            refuse_plain_http(c);
+            errno = EAGAIN;
+            return -1;
+        }
+        c->tls |= CONN_TLS_SNIFFED;
+    }
+    enum tls_rc rc = tls_accept(c->ssl);
+    c->tls &= (uint8_t)~CONN_TLS_READ_WANTS_WRITE;
+    switch (rc) {
+    case TLS_OK:
+        c->tls |= CONN_TLS_OPEN;
+        /* The request may have come with the handshake's last flight;
+         * otherwise it comes with a readiness event of its own. */
+        if (tls_has_pending(c->ssl))
+            return 1;
+        errno = EAGAIN;
+        return -1;
+    case TLS_WANT_WRITE:
+        c->tls |= CONN_TLS_READ_WANTS_WRITE;
+        errno = EAGAIN;
+        return -1;
+    case TLS_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
 /* ---- output ----------------------------------------------------------- */
 
 /* Writes until the queue is empty or the socket is full: one sendmsg in
@@ -204,7 +412,10 @@ static void conn_flush(struct conn *c)
 {
     if (c->state == CONN_DEAD)
         return;
-    for (int i = 0; i < FLUSH_WRITES_MAX && c->out; i++) {
+    if (c->ssl) {
+        if (!tls_flush(c))
+            return;
+    } else for (int i = 0; i < FLUSH_WRITES_MAX && c->out; i++) {
         ssize_t w = outq_write(&c->out, c->io.fd);
         if (w == -EAGAIN || w == -EINTR)
             break;
@@ -222,6 +433,8 @@ static void conn_flush(struct conn *c)
     int want = n || (c->flags & CONN_PAUSED) ? EV_WRITE : 0;
     if (!(c->flags & CONN_PAUSED))
         want |= EV_READ;
+    if (c->ssl)
+        want = tls_events(c, want);
     set_events(c, want);
     if (n == 0 && c->state == CONN_LINGER && !(c->flags & CONN_SHUT))
         start_linger(c);
@@ -242,7 +455,7 @@ void conn_send_frame(struct conn *c, enum ws_opcode op, const void *data,
     uint8_t hdr[WS_MAX_HEADER];
     size_t hlen = ws_encode_header(hdr, op, true, len);
 
-    if (len >= DIRECT_WRITE_MIN && outq_size(c->out) == 0) {
+    if (len >= DIRECT_WRITE_MIN && outq_size(c->out) == 0 && !c->ssl) {
         /* Whatever is not written now is queued, and a write error is
          * left for the next flush to find: this runs inside plugin
          * callbacks, where the connection must not die. */
@@ -292,16 +505,23 @@ static void fail(struct conn *c, uint16_t code, const char *reason)
 
 /* ---- the handshake ---------------------------------------------------- */
 
+/* Answers with a whole HTTP response instead of what was queued, then
+ * closes once it is written. */
+static void reply_and_close(struct conn *c, const char *resp, size_t n)
+{
+    outq_free(&c->out);
+    queue(c, resp, n);
+    c->state = CONN_LINGER;
+    list_move(c, LIST_CLOSING, ev_now(worker.loop));
+}
+
 static void reject(struct conn *c, int status, enum metrics_hs why)
 {
     char resp[512];
     size_t n = handshake_write_error(resp, sizeof resp, status);
 
     metrics_handshake_failure(why);
-    outq_free(&c->out);
-    queue(c, resp, n);
-    c->state = CONN_LINGER;
-    list_move(c, LIST_CLOSING, ev_now(worker.loop));
+    reply_and_close(c, resp, n);
 }
 
 /* Answers a plain GET or HEAD from the route's folder, then closes the
@@ -684,7 +904,7 @@ static ssize_t read_into_message(struct conn *c, uint8_t **where, size_t *len)
     size_t want = d->remaining;
     uint8_t *dst = buf_reserve(&c->msg, want);
     struct iovec iov[2] = { { dst, want }, { worker.rbuf, WORKER_RBUF_SIZE } };
-    ssize_t n = readv(c->io.fd, iov, 2);
+    ssize_t n = conn_readv(c, iov, 2);
 
     if (n <= 0)
         return n;
@@ -715,14 +935,20 @@ static ssize_t read_some(struct conn *c, uint8_t **where, size_t *len)
     if (c->state == CONN_LINGER)
         return recv(c->io.fd, worker.rbuf, WORKER_RBUF_SIZE, 0);
     if (c->state == CONN_HANDSHAKE) {
+        if (c->ssl && !(c->tls & CONN_TLS_OPEN) && (n = tls_start(c)) <= 0)
+            return n;
         /* The head grows in the connection's own buffer, never past the
          * header limit (http_parse fails once it is reached). */
         size_t want = worker.cfg->max_header + 1 - buf_size(c->in);
         if (want > 4096)
             want = 4096;
-        n = recv(c->io.fd, buf_reserve(&c->in, want), want, 0);
-        if (n > 0)
+        n = conn_recv(c, buf_reserve(&c->in, want), want);
+        if (n > 0) {
             c->in->len += (size_t)n;
+        } else if (buf_size(c->in) == 0) {
+            buf_free(c->in);   /* nothing came: hold no buffer */
+            c->in = NULL;
+        }
         return n;
     }
     if (!c->in && d->in_frame && d->remaining >= DIRECT_READ_MIN && c->msg)
@@ -734,7 +960,7 @@ static ssize_t read_some(struct conn *c, uint8_t **where, size_t *len)
         buf_free(c->in);
         c->in = NULL;
     }
-    n = recv(c->io.fd, worker.rbuf + held, WORKER_RBUF_SIZE - held, 0);
+    n = conn_recv(c, worker.rbuf + held, WORKER_RBUF_SIZE - held);
     if (n < 0 && held) {
         buf_append(&c->in, worker.rbuf, held);  /* keep what was held */
         return n;
@@ -780,6 +1006,8 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct conn *c = w->data;
 
     (void)loop;
+    if (c->ssl)
+        revents = tls_revents(c, revents);
     if (revents & EV_WRITE) {
         conn_flush(c);
         if (c->state == CONN_DEAD)
@@ -790,17 +1018,16 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             c = consume_input(c);
             c->flags &= (uint8_t)~CONN_IN_READ;
             conn_flush(c);
+            if (c->ssl && (c->tls & CONN_TLS_MORE))
+                tls_read_again(c);
         }
     }
     /* libev invokes the callbacks of one poll in reverse order, which
      * would serve the connection that has waited longest last and stretch
      * the latency tail.  Readable connections are stacked here, so that
      * conn_run_ready() sees them in the kernel's order. */
-    if ((revents & EV_READ) && !(c->flags & CONN_READY)) {
-        c->flags |= CONN_READY;
-        c->ready_next = worker.ready;
-        worker.ready = c;
-    }
+    if (revents & EV_READ)
+        mark_ready(c);
 }
 
 void conn_run_ready(void)
@@ -816,6 +1043,10 @@ void conn_run_ready(void)
         c = on_readable(c);   /* may have moved: see grow_for_state */
         c->flags &= (uint8_t)~CONN_IN_READ;
         conn_flush(c);
+        /* OpenSSL still holds decrypted bytes: read them now, since no
+         * event will say so. */
+        if (c->ssl && (c->tls & CONN_TLS_MORE))
+            tls_read_again(c);
     }
 }
 
@@ -827,6 +1058,12 @@ static void expire(struct conn *c, ev_tstamp now)
 
     switch (c->list) {
     case LIST_HANDSHAKE:
+        if (c->ssl && !(c->tls & CONN_TLS_OPEN)) {
+            /* No HTTP answer can reach a client without TLS. */
+            log_debug("connection %d: TLS handshake timed out", c->io.fd);
+            conn_kill(c, WS_CLOSE_ABNORMAL);
+            return;
+        }
         log_debug("connection %d: handshake timed out", c->io.fd);
         reject(c, 408, METRICS_HS_TIMEOUT);
         mark_pending(c);

@@ -10,6 +10,13 @@
  *
  * Connections are freed only at a safe point of the loop (the prepare
  * watcher), never inside a callback that might still use them.
+ *
+ * TLS: a connection accepted on a tls listener has an OpenSSL object
+ * (ssl), NULL for plain TCP, so the plain path pays one predictable
+ * branch where it reads or writes.  The TLS handshake runs in the
+ * HANDSHAKE state, before the request is read, and counts against the
+ * same handshake_timeout.  Every layer above the socket calls sees the
+ * same decrypted bytes either way.
  */
 #ifndef SNOWD_CONN_H
 #define SNOWD_CONN_H
@@ -27,6 +34,8 @@
 struct block;
 struct buf;
 struct outq;
+struct ssl_ctx_st;
+struct ssl_st;
 
 enum conn_state {
     CONN_HANDSHAKE,   /* reading the upgrade request */
@@ -60,6 +69,16 @@ enum conn_flag {
     CONN_READY = 1 << 7        /* on the worker's ready stack */
 };
 
+/* TLS progress (conn->tls); always 0 for plain TCP. */
+enum conn_tls_flag {
+    CONN_TLS_SNIFFED = 1 << 0,          /* the first byte was a TLS record */
+    CONN_TLS_OPEN = 1 << 1,             /* the TLS handshake is done */
+    CONN_TLS_READ_WANTS_WRITE = 1 << 2, /* retry reading once writable */
+    CONN_TLS_WRITE_WANTS_READ = 1 << 3, /* retry writing once readable */
+    CONN_TLS_MORE = 1 << 4              /* OpenSSL holds bytes no readiness
+                                           event will announce */
+};
+
 struct conn {
     ev_io io;
     struct actor actor;            /* pid 0 until the upgrade is valid */
@@ -80,6 +99,8 @@ struct conn {
     uint8_t list;
     uint8_t flags;
     uint8_t protocol;              /* index into route->protocols + 1 */
+    uint8_t tls;                   /* enum conn_tls_flag */
+    struct ssl_st *ssl;            /* NULL: plain TCP */
     /* The handler's state_size bytes follow, suitably aligned. */
     _Alignas(16) unsigned char user[];
 };
@@ -105,8 +126,10 @@ bool conn_over_backpressure(struct conn *c);
 bool conn_room_deliver(struct actor *a, struct block *b, uint32_t off,
                        uint32_t end);
 
-/* Takes ownership of an accepted, non-blocking socket. */
-struct conn *conn_new(int fd);
+/* Takes ownership of an accepted, non-blocking socket; tls: the TLS
+ * context of its listener, or NULL for plain TCP.  NULL when out of
+ * memory (the socket is closed then). */
+struct conn *conn_new(int fd, struct ssl_ctx_st *tls);
 
 /* Queues a frame; the caller checked the state.  Small frames are
  * appended to the output buffer and written once per loop iteration;

@@ -122,6 +122,10 @@ static enum http_rc parse_field(const char *p, size_t n,
 enum http_rc http_parse(struct http_scan *scan, const char *buf, size_t len,
                         size_t max_len, struct http_request *req)
 {
+    /* A method starts the head; a first byte that cannot (the 0x16 of a
+     * TLS record, say) fails at once rather than after a timeout. */
+    if (len && !is_tchar((unsigned char)buf[0]))
+        return HTTP_ERR_MALFORMED;
     size_t head_len = find_end(scan, buf, len);
 
     if (head_len == 0)

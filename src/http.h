@@ -52,7 +52,9 @@ struct http_scan {
 };
 
 /* Parses buf[0..len), the bytes received so far.  max_len bounds the head
- * (the final blank line included). */
+ * (the final blank line included).  A first byte that cannot start a
+ * method is HTTP_ERR_MALFORMED at once, whatever follows (a TLS
+ * ClientHello sent to a plain port is refused without waiting). */
 enum http_rc http_parse(struct http_scan *scan, const char *buf, size_t len,
                         size_t max_len, struct http_request *req);
 

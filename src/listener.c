@@ -275,10 +275,12 @@ void listener_close_all(struct master_listeners *ls)
     ls->nfds = 0;
 }
 
-void listener_init(struct listener *l, int fd, bool shared)
+void listener_init(struct listener *l, int fd, bool shared,
+                   struct ssl_ctx_st *tls)
 {
     l->fd = fd;
     l->epfd = -1;
+    l->tls = tls;
     if (shared) {
         struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
         l->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -368,6 +370,6 @@ void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         /* Frames are written whole and at once: never wait for Nagle. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conn_new(fd);
+        conn_new(fd, l->tls);
     }
 }

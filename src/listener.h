@@ -11,11 +11,14 @@
 
 struct config;
 struct master_listeners;
+struct ssl_ctx_st;
 
 struct listener {
     ev_io io;
     int fd;
-    int epfd;        /* private EPOLLEXCLUSIVE instance, or -1 */
+    int epfd;                   /* private EPOLLEXCLUSIVE instance, or -1 */
+    struct ssl_ctx_st *tls;     /* `listen = ... tls`: the context its
+                                   connections start from; else NULL */
 };
 
 /* Opens a socket for every `listen` of cfg.  First takes the sockets
@@ -34,8 +37,10 @@ int listener_open_all(const struct config *cfg,
 void listener_close_all(struct master_listeners *ls);
 
 /* Prepares a worker's listener on fd; shared: fd is watched by every
- * worker, through EPOLLEXCLUSIVE. */
-void listener_init(struct listener *l, int fd, bool shared);
+ * worker, through EPOLLEXCLUSIVE; tls: the TLS context for its
+ * connections, or NULL for plain TCP. */
+void listener_init(struct listener *l, int fd, bool shared,
+                   struct ssl_ctx_st *tls);
 
 /* Stops watching and closes the worker's descriptors. */
 void listener_close(struct listener *l);

@@ -213,6 +213,43 @@ ssize_t outq_write(struct outq **qp, int fd)
     return w;
 }
 
+size_t outq_gather(const struct outq *q, uint8_t *scratch, size_t cap,
+                   const uint8_t **p)
+{
+    size_t n = 0;
+
+    *p = scratch;
+    if (!q || q->n == 0)
+        return 0;
+    const struct outq_range *r = &q->r[q->head];
+    if (r->end - r->off >= cap) {
+        *p = r->b->data + r->off;
+        return r->end - r->off;
+    }
+    for (uint32_t i = 0; i < q->n && n < cap; i++) {
+        r = &q->r[(q->head + i) % q->cap];
+        size_t k = r->end - r->off;
+        if (k > cap - n)
+            k = cap - n;
+        memcpy(scratch + n, r->b->data + r->off, k);
+        n += k;
+    }
+    return n;
+}
+
+void outq_consume(struct outq **qp, size_t n)
+{
+    struct outq *q = *qp;
+
+    if (!q)
+        return;
+    consume(q, n);
+    if (q->n == 0) {
+        queue_release(q);
+        *qp = NULL;
+    }
+}
+
 void outq_free(struct outq **qp)
 {
     struct outq *q = *qp;

@@ -86,6 +86,20 @@ static inline size_t outq_cost(const struct outq *q)
  * Returns bytes written, or -errno (-EAGAIN when the socket is full). */
 ssize_t outq_write(struct outq **q, int fd);
 
+/* The next bytes to send as one buffer, for a writer that takes no
+ * iovec (a TLS record): the head range whole when it holds at least cap
+ * bytes, else up to cap bytes of the first ranges copied into scratch.
+ * Returns the length (0 when the queue is empty) and sets *p.  The
+ * result depends only on the bytes queued, and a queue only grows at
+ * its tail, so a writer that must retry with the same bytes gets them
+ * again, perhaps followed by more. */
+size_t outq_gather(const struct outq *q, uint8_t *scratch, size_t cap,
+                   const uint8_t **p);
+
+/* Drops the first n bytes (n <= outq_size), as a write of them would;
+ * frees the queue once empty. */
+void outq_consume(struct outq **q, size_t n);
+
 /* Drops everything queued. */
 void outq_free(struct outq **q);
 

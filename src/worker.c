@@ -28,6 +28,7 @@
 #include "outq.h"
 #include "rooms.h"
 #include "service.h"
+#include "tls.h"
 
 /* Messages an actor may take in one turn, and all actors together before
  * the loop polls for I/O again. */
@@ -349,8 +350,10 @@ static void worker_run(const struct config *cfg, const int *fds, size_t nfds,
 
     worker.listeners = calloc(nfds, sizeof *worker.listeners);
     worker.nlisteners = nfds;
+    /* fds[i] serves cfg->listens[i] (master.h). */
     for (size_t i = 0; i < nfds; i++)
-        listener_init(&worker.listeners[i], fds[i], shared);
+        listener_init(&worker.listeners[i], fds[i], shared,
+                      cfg->listens[i].tls ? tls_server_ctx(cfg->tls) : NULL);
     listener_start();
 
     ev_timer_init(&worker.sweep, sweep_cb, sweep_interval(), sweep_interval());

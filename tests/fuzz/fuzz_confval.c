@@ -12,7 +12,9 @@
  *  - confval_bool agrees with a case-insensitive word list;
  *  - a parsed listen address has a consistent family and length, a port in
  *    1..65535, and formatting it back and parsing again gives the same
- *    socket address.
+ *    socket address;
+ *  - a listen entry parses to the address of its first word, and only
+ *    when every other word is "tls".
  *
  * clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
  *       tests/fuzz/fuzz_confval.c src/confval.c -o /tmp/fuzz_confval
@@ -199,6 +201,31 @@ static void check_listen(const char *s)
     CHECK(len2 == len && memcmp(&ss, &ss2, len) == 0);
 }
 
+static void check_listen_entry(const char *s)
+{
+    struct sockaddr_storage ss, ss2;
+    socklen_t len = 99, len2;
+    bool tls = true;
+    int rc = confval_listen_entry(s, &ss, &len, &tls);
+    CHECK(rc == 0 || rc == -EINVAL || rc == -ENOTSUP);
+    if (rc != 0) {
+        CHECK(len == 99 && tls);
+        return;
+    }
+    size_t n = strcspn(s, " \t");
+    char *first = strndup(s, n);
+    CHECK(first);
+    CHECK(confval_listen(first, &ss2, &len2) == 0);
+    CHECK(len2 == len && memcmp(&ss, &ss2, len) == 0);
+    free(first);
+    bool any = false;
+    for (const char *p = s + n; *(p += strspn(p, " \t")); p += 3) {
+        CHECK(strncmp(p, "tls", 3) == 0);
+        any = true;
+    }
+    CHECK(tls == any);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -215,6 +242,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_duration(s);
     check_bool(s);
     check_listen(s);
+    check_listen_entry(s);
 
     free(s);
     return 0;

@@ -115,7 +115,9 @@ DEFAULT_LIMITS = {
 
 
 def render_config(port, plugin_dir, limits=None, routes=None, server=None,
-                  listens=None):
+                  listens=None, extra=None):
+    """The config file's text; `extra` is appended as it is (sections such
+    as [tls])."""
     lines = ["[server]"]
     for addr in (listens or [f"127.0.0.1:{port}"]):
         lines.append(f"listen = {addr}")
@@ -135,6 +137,8 @@ def render_config(port, plugin_dir, limits=None, routes=None, server=None,
         lines += ["", f"[route {path}]"]
         for k, v in keys.items():
             lines.append(f"{k} = {v}")
+    if extra:
+        lines += ["", extra.strip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -268,7 +272,7 @@ DEATH_RE = re.compile(r"worker \d+ \(pid \d+\) (killed by signal|exited "
 class Daemon:
     def __init__(self, workdir, limits=None, routes=None, server=None,
                  plugin_dir=None, listens=None, port=None, asan_options=None,
-                 worker_deaths_ok=False, env=None, wrapper=None):
+                 worker_deaths_ok=False, env=None, wrapper=None, extra=None):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.binary = snowd_binary()
@@ -276,7 +280,8 @@ class Daemon:
         self.plugin_dir = plugin_dir or make_plugin_dir(self.dir / "plugins")
         self.config = self.dir / "snowd.ini"
         self.config.write_text(render_config(self.port, self.plugin_dir,
-                                             limits, routes, server, listens))
+                                             limits, routes, server, listens,
+                                             extra))
         self.logfile = self.dir / "snowd.log"
         self.asan_options = asan_options
         # A worker that dies is respawned, so the master's exit status no

@@ -390,6 +390,72 @@ static void test_listen_leaves_address_untouched_on_failure(void **state)
     }
 }
 
+static void test_listen_entry_reads_the_tls_word(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss, plain;
+    socklen_t len = 0, plain_len = 0;
+    bool tls = true;
+
+    assert_int_equal(confval_listen(placed("127.0.0.1:8443"), &plain,
+                                    &plain_len), 0);
+    assert_int_equal(confval_listen_entry(placed("127.0.0.1:8443"), &ss,
+                                          &len, &tls), 0);
+    assert_false(tls);
+    assert_int_equal(len, plain_len);
+    assert_memory_equal(&ss, &plain, len);
+
+    const char *with_tls[] = { "127.0.0.1:8443 tls", "127.0.0.1:8443\ttls",
+                               "127.0.0.1:8443   tls", "127.0.0.1:8443 tls ",
+                               "127.0.0.1:8443 tls tls" };
+    for (size_t i = 0; i < sizeof with_tls / sizeof with_tls[0]; i++) {
+        tls = false;
+        memset(&ss, 0xaa, sizeof ss);
+        assert_int_equal(confval_listen_entry(placed(with_tls[i]), &ss, &len,
+                                              &tls), 0);
+        assert_true(tls);
+        assert_memory_equal(&ss, &plain, len);
+    }
+    assert_int_equal(confval_listen_entry(placed("[::1]:443 tls"), &ss, &len,
+                                          &tls), 0);
+    assert_true(tls);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_int_equal(len, sizeof(struct sockaddr_in6));
+}
+
+static void test_listen_entry_rejects_unknown_words_and_bad_addresses(
+    void **state)
+{
+    (void)state;
+    struct {
+        const char *s;
+        int rc;
+    } bad[] = {
+        { "127.0.0.1:8443 ssl", -ENOTSUP }, { "127.0.0.1:8443 TLS", -ENOTSUP },
+        { "127.0.0.1:8443 tlsx", -ENOTSUP }, { "127.0.0.1:8443 tls x", -ENOTSUP },
+        { "127.0.0.1:8443 tl", -ENOTSUP }, { "127.0.0.1:8443,tls", -EINVAL },
+        { "tls 127.0.0.1:8443", -EINVAL }, { " 127.0.0.1:8443 tls", -EINVAL },
+        { "localhost:443 tls", -EINVAL }, { "", -EINVAL }, { "tls", -EINVAL },
+        { "[::1]:443tls", -EINVAL },
+        { "[1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc:dddd]"
+          ":443 tls", -EINVAL },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct sockaddr_storage ss, before;
+        socklen_t len = 77;
+        bool tls = true;
+        memset(&ss, 0xaa, sizeof ss);
+        memcpy(&before, &ss, sizeof ss);
+        int rc = confval_listen_entry(placed(bad[i].s), &ss, &len, &tls);
+        if (rc != bad[i].rc)
+            fail_msg("confval_listen_entry(\"%s\") = %d, want %d", bad[i].s,
+                     rc, bad[i].rc);
+        assert_int_equal(len, 77);
+        assert_true(tls);
+        assert_memory_equal(&ss, &before, sizeof ss);
+    }
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -420,6 +486,8 @@ int main(void)
         cmocka_unit_test(test_listen_accepts_bracketed_ipv6),
         cmocka_unit_test(test_listen_rejects_bad_addresses),
         cmocka_unit_test(test_listen_leaves_address_untouched_on_failure),
+        cmocka_unit_test(test_listen_entry_reads_the_tls_word),
+        cmocka_unit_test(test_listen_entry_rejects_unknown_words_and_bad_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -682,6 +682,31 @@ static void test_http_malformed_heads_agree_when_split(void **state)
         assert_incremental_agrees(cases[i], strlen(cases[i]), MAX_HEAD);
 }
 
+/* A TLS ClientHello, or anything else that cannot start a method, is
+ * refused from its first byte: the server need not wait for a blank line
+ * that never comes. */
+static void test_http_rejects_non_method_first_byte_at_once(void **state)
+{
+    (void)state;
+    static const char hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03";
+    struct http_request req;
+    struct http_scan scan = { 0 };
+
+    for (size_t n = 1; n < sizeof hello; n++) {
+        memset(&scan, 0, sizeof scan);
+        assert_int_equal(http_parse(&scan, hello, n, MAX_HEAD, &req),
+                         HTTP_ERR_MALFORMED);
+    }
+    assert_int_equal(rc_of("\r\nGET / HTTP/1.1\r\n\r\n"), HTTP_ERR_MALFORMED);
+    assert_int_equal(rc_of(" GET / HTTP/1.1\r\n"), HTTP_ERR_MALFORMED);
+    /* A method's first byte alone still waits for more. */
+    memset(&scan, 0, sizeof scan);
+    assert_int_equal(http_parse(&scan, "G", 1, MAX_HEAD, &req),
+                     HTTP_NEED_MORE);
+    const char *tls_like = "\x16\x03\x01 / HTTP/1.1\r\n\r\n";
+    assert_incremental_agrees(tls_like, strlen(tls_like), MAX_HEAD);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -713,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_http_list_each_trims_and_skips_empty),
         cmocka_unit_test(test_http_reports_exact_head_len_with_trailing_bytes),
         cmocka_unit_test(test_http_malformed_heads_agree_when_split),
+        cmocka_unit_test(test_http_rejects_non_method_first_byte_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -734,6 +734,124 @@ static void test_outq_random_appends_and_writes(void **state)
     close(sv[1]);
 }
 
+/* ---- gathering (the TLS writer) ----------------------------------------------- */
+
+#define GATHER_CAP 1000
+
+/* One gather and a consume of `take` of its bytes (all when take is
+ * larger), checked against the model: the bytes offered are the next
+ * unsent ones of the stream.  Returns how many were offered. */
+static size_t gather_once(struct outq **q, size_t take)
+{
+    static uint8_t scratch[GATHER_CAP];
+    const uint8_t *p = NULL;
+    size_t before = outq_size(*q);
+    size_t n = outq_gather(*q, scratch, GATHER_CAP, &p);
+    size_t sent = M.nread;   /* "read" by the consumer, here */
+
+    assert_true(n <= before);
+    if (before)
+        assert_true(n > 0);
+    if (n > GATHER_CAP)   /* the head range itself, never copied */
+        assert_ptr_not_equal(p, scratch);
+    assert_memory_equal(p, M.sent + sent, n);
+    if (take > n)
+        take = n;
+    outq_consume(q, take);
+    model_consume(take);
+    M.nread += take;
+    assert_int_equal(outq_size(*q), before - take);
+    check_queue(*q);
+    return n;
+}
+
+static void test_outq_gather_empty_queue(void **state)
+{
+    (void)state;
+    uint8_t scratch[16];
+    const uint8_t *p = NULL;
+
+    assert_int_equal(outq_gather(NULL, scratch, sizeof scratch, &p), 0);
+    assert_ptr_equal(p, scratch);
+    struct outq *q = NULL;
+    outq_consume(&q, 0);
+    assert_null(q);
+}
+
+static void test_outq_gather_large_head_range_is_not_copied(void **state)
+{
+    (void)state;
+    struct outq *q = NULL;
+    uint8_t big[3 * GATHER_CAP];
+
+    fill(big, sizeof big, 3);
+    append_private(&q, big, sizeof big);
+    append_private(&q, "tail", 4);          /* fills the same block */
+    assert_int_equal(gather_once(&q, 10), sizeof big + 4);
+    assert_int_equal(gather_once(&q, 10), sizeof big + 4 - 10);
+    while (q)
+        gather_once(&q, SIZE_MAX);
+    assert_int_equal(M.nread, M.nsent);
+}
+
+static void test_outq_gather_coalesces_small_ranges_in_order(void **state)
+{
+    (void)state;
+    struct outq *q = NULL;
+    struct block *b = shared_block(4096, 9);
+
+    /* Alternate private and shared ranges so that none extends another. */
+    for (uint32_t i = 0; i < 40; i++) {
+        append_private(&q, "0123456789", 1 + i % 10);
+        append_shared(&q, b, i * 100, i * 100 + 50);
+    }
+    assert_true(q->n > 40);
+    size_t n = gather_once(&q, 0);
+    assert_int_equal(n, GATHER_CAP);          /* a full record */
+    /* Consuming part of a range, then the rest, in uneven steps. */
+    while (q)
+        gather_once(&q, 333);
+    assert_int_equal(M.nread, M.nsent);
+    assert_int_equal(b->refs, 1);
+    block_unref(b);
+}
+
+/* What a TLS writer relies on after a short write: the retry offers the
+ * same bytes first, and at least as many, however the queue grew. */
+static void test_outq_gather_retry_offers_same_bytes_first(void **state)
+{
+    (void)state;
+    struct outq *q = NULL;
+    struct block *b = shared_block(BLOCK_STD_SIZE, 5);
+    static uint8_t scratch[GATHER_CAP], first[GATHER_CAP];
+    uint8_t buf[2 * GATHER_CAP];
+    const uint8_t *p;
+
+    fill(buf, sizeof buf, 77);
+    srand(99);
+    for (int round = 0; round < 300; round++) {
+        if (rand() % 2)
+            append_private(&q, buf, (size_t)rand() % (rand() % 3 ? 300
+                                                       : sizeof buf));
+        else
+            append_shared(&q, b, 0, 1 + (uint32_t)rand() % 600);
+        size_t n = outq_gather(q, scratch, GATHER_CAP, &p);
+        memcpy(first, p, n < GATHER_CAP ? n : GATHER_CAP);
+        /* The write "blocks": more is queued before the retry. */
+        for (int k = rand() % 4; k > 0; k--)
+            append_private(&q, buf + k, (size_t)rand() % 700);
+        size_t again = outq_gather(q, scratch, GATHER_CAP, &p);
+        assert_true(again >= n);
+        assert_memory_equal(p, first, n < GATHER_CAP ? n : GATHER_CAP);
+        gather_once(&q, (size_t)rand() % (2 * GATHER_CAP));
+    }
+    while (q)
+        gather_once(&q, SIZE_MAX);
+    assert_int_equal(M.nread, M.nsent);
+    assert_int_equal(b->refs, 1);
+    block_unref(b);
+}
+
 /* ---- freeing and errors ------------------------------------------------------ */
 
 static void test_outq_free_drops_references(void **state)
@@ -834,6 +952,10 @@ int main(void)
         T(test_outq_ring_grows_in_order),
         T(test_outq_random_appends_and_writes),
         T(test_outq_free_drops_references),
+        T(test_outq_gather_empty_queue),
+        T(test_outq_gather_large_head_range_is_not_copied),
+        T(test_outq_gather_coalesces_small_ranges_in_order),
+        T(test_outq_gather_retry_offers_same_bytes_first),
         T(test_outq_write_to_closed_peer_is_epipe),
         T(test_outq_cost_counts_pinned_blocks),
     };
