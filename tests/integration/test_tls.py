@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -881,3 +882,101 @@ def test_every_tls_error_is_reported_in_one_run(tmp_path, certs):
                           f"certificate = {certs}/missing.pem\n")
     lines = {n for n, _ in errors_of(conf, r)}
     assert {8, 9, 11} <= lines, r.stderr
+
+
+# ---- reload ---------------------------------------------------------------------------
+
+def tls_socket(port, certs, ca="local.pem"):
+    ctx = client_context(certs, ca=ca)
+    ctx.check_hostname = False
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(raw)
+
+
+def test_reload_reads_the_certificates_again(snowd_factory, certs, tmp_path):
+    """The files behind [tls] are replaced and SIGHUP sent: new clients
+    get the new certificate, a client of the old one goes on."""
+    live = tmp_path / "live"
+    live.mkdir()
+    for ext in ("pem", "key"):
+        shutil.copy(certs / f"local.{ext}", live / f"cert.{ext}")
+    port = free_port()
+    d = snowd_factory(port=port, listens=[f"127.0.0.1:{port} tls"],
+                      server={"workers": "2"},
+                      extra=f"[tls]\ncertificate = {live}/cert.pem\n"
+                            f"key = {live}/cert.key\n")
+    old = tls_socket(port, certs)
+    try:
+        old.sendall(upgrade_request(port))
+        assert b" 101 " in old.recv(4096)
+        out, err, rc = s_client(port, "-noservername")
+        assert rc == 0 and subject_cn(out) == "localhost", err
+        for ext in ("pem", "key"):
+            tmp = live / f"new.{ext}"
+            shutil.copy(certs / f"other.{ext}", tmp)
+            os.replace(tmp, live / f"cert.{ext}")
+        mark = d.log_mark()
+        d.signal(signal.SIGHUP)
+        assert d.wait_log_re(r"reload: configuration #2 serving", 15,
+                             start=mark), d.log()[mark:]
+        out, err, rc = s_client(port, "-noservername")
+        assert rc == 0 and subject_cn(out) == "other.test", err
+        # The old connection still speaks through its old session.
+        old.sendall(build_frame(OP_TEXT, b"still here"))
+        reply = old.recv(4096)
+        assert reply[2:] == b"still here", reply
+    finally:
+        old.close()
+
+
+def test_reload_with_a_key_that_does_not_match_is_refused(snowd_factory,
+                                                         certs, tmp_path):
+    live = tmp_path / "live"
+    live.mkdir()
+    for ext in ("pem", "key"):
+        shutil.copy(certs / f"local.{ext}", live / f"cert.{ext}")
+    port = free_port()
+    d = snowd_factory(port=port, listens=[f"127.0.0.1:{port} tls"],
+                      extra=f"[tls]\ncertificate = {live}/cert.pem\n"
+                            f"key = {live}/cert.key\n")
+    workers = set(d.worker_pids())
+    shutil.copy(certs / "stray.key", live / "cert.key")
+    mark = d.log_mark()
+    d.signal(signal.SIGHUP)
+    assert d.wait_log_re(r"still serving the previous configuration", 15,
+                         start=mark), d.log()[mark:]
+    assert re.search(re.escape(str(d.config)) + r":\d+: ", d.log()[mark:])
+    assert set(d.worker_pids()) == workers
+    echo_over_wss(d, certs)
+
+
+def test_tls_failures_are_counted(snowd_factory, certs):
+    from test_metrics import get, scrape, settle
+    port = free_port()
+    d = snowd_factory(port=port, listens=[f"127.0.0.1:{port} tls"],
+                      limits={"handshake_timeout": "1s"},
+                      extra=tls_section(certs) +
+                      f"\n[admin]\nlisten = 127.0.0.1:{free_port()}\n")
+    d.admin_port = int(re.search(r"\[admin\]\nlisten = 127\.0\.0\.1:(\d+)",
+                                 d.config.read_text()).group(1))
+    assert get(d.admin_port, "/healthz").status == 200
+    before = settle(d)
+    # Plain HTTP to the TLS port; a hello then silence; a bare TCP
+    # connection that says nothing until handshake_timeout.
+    c = RawClient(port)
+    c.send(upgrade_request(port))
+    assert c.read_response().status == 400
+    c.close()
+    c = RawClient(port)
+    c.send(client_hello())
+    c.close()
+    c = RawClient(port, timeout=15)
+    assert c.wait_eof(15)
+    c.close()
+    echo_over_wss(d, certs)
+    after = settle(d)
+    key = "snowd_handshake_failures_total"
+    assert after(key, reason="tls") - (before(key, reason="tls") or 0) == 3
+    assert after(key, reason="aborted") == before(key, reason="aborted")
+    assert after("snowd_connections_total", route="/echo") - \
+        (before("snowd_connections_total", route="/echo") or 0) == 1
