@@ -58,8 +58,9 @@ SNOW_API int snow_send(snow_actor *self, enum snow_kind kind,
         return c->state == CONN_OPEN ? -SNOW_EFULL : -SNOW_ECLOSED;
     conn_send_frame(c, kind == SNOW_TEXT ? WS_OP_TEXT : WS_OP_BINARY,
                     data, len);
-    metrics_add(&c->route->metrics->msgs_out, 1);
-    metrics_add(&c->route->metrics->bytes_out, len);
+    struct metrics_route *mr = c->route->metrics;
+    metrics_add(&mr->msgs_out, 1);
+    metrics_add(&mr->bytes_out, len);
     return 0;
 }
 

@@ -757,8 +757,9 @@ static void on_close_frame(struct conn *c, const uint8_t *p, size_t len)
 /* A whole data message arrived (whether or not the handler takes it). */
 static void count_in(const struct conn *c, size_t len)
 {
-    metrics_add(&c->route->metrics->msgs_in, 1);
-    metrics_add(&c->route->metrics->bytes_in, len);
+    struct metrics_route *mr = c->route->metrics;
+    metrics_add(&mr->msgs_in, 1);
+    metrics_add(&mr->bytes_in, len);
 }
 
 static void on_chunk(struct conn *c, const struct ws_chunk *ch)
@@ -816,7 +817,7 @@ bool conn_over_backpressure(struct conn *c)
 }
 
 bool conn_room_deliver(struct actor *a, struct block *b, uint32_t off,
-                       uint32_t end)
+                       uint32_t end, uint32_t payload)
 {
     struct conn *c = conn_of_actor(a);
 
@@ -826,13 +827,10 @@ bool conn_room_deliver(struct actor *a, struct block *b, uint32_t off,
         metrics_add(&metrics_self->c.room_drops, 1);
         return false;
     }
+    struct metrics_route *mr = c->route->metrics;
+    metrics_add(&mr->msgs_out, 1);
+    metrics_add(&mr->bytes_out, payload);
     outq_append_shared(&c->out, b, off, end);
-    /* The frame was encoded by rooms.c: its payload follows a 2, 4 or 10
-     * byte header (section 5.2; server frames are not masked). */
-    uint8_t len7 = b->data[off + 1] & 0x7f;
-    metrics_add(&c->route->metrics->msgs_out, 1);
-    metrics_add(&c->route->metrics->bytes_out,
-                end - off - (len7 < 126 ? 2u : len7 == 126 ? 4u : 10u));
     /* Room traffic counts like the handler's own output: a client that
      * does not read it is not read from either, until it catches up. */
     if (over_backpressure(c))

@@ -120,11 +120,12 @@ void conn_deliver_info(struct actor *a, const struct snow_msg *msg);
  * started.  Callers refuse what they were about to queue. */
 bool conn_over_backpressure(struct conn *c);
 
-/* Queues b->data[off, end), a room message's frame, to a member's
- * socket.  False when it was not queued: the connection is closing, or
- * over max_backpressure (the policy applied, the drop counted). */
+/* Queues b->data[off, end), a room message's frame ending in `payload`
+ * bytes of message, to a member's socket.  False when it was not queued:
+ * the connection is closing, or over max_backpressure (the policy
+ * applied, the drop counted). */
 bool conn_room_deliver(struct actor *a, struct block *b, uint32_t off,
-                       uint32_t end);
+                       uint32_t end, uint32_t payload);
 
 /* Takes ownership of an accepted, non-blocking socket; tls: the TLS
  * context of its listener, or NULL for plain TCP.  NULL when out of

@@ -293,7 +293,7 @@ static void fan_out(struct room *r, snow_pid from, snow_pid exclude,
         if (a->kind == ACTOR_CONN && !(m->flags & SNOW_JOIN_INFO)) {
             if (!b)
                 b = encode(r, kind, data, dlen, &off);
-            if (R.hooks->write(a, b, off, b->len))
+            if (R.hooks->write(a, b, off, b->len, (uint32_t)dlen))
                 R.stats.deliveries++;
             else
                 R.stats.dropped++;

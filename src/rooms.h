@@ -50,10 +50,11 @@ enum rooms_kind {
 };
 
 struct rooms_hooks {
-    /* Queues a frame to a connection member's socket; false when the
+    /* Queues a frame, b->data[off, end), to a connection member's
+     * socket; its last `payload` bytes are the message.  False when the
      * connection refused it (closing, or over its backpressure limit). */
     bool (*write)(struct actor *a, struct block *b, uint32_t off,
-                  uint32_t end);
+                  uint32_t end, uint32_t payload);
     /* This worker's member count of a room changed.  `first` (0 -> 1):
      * return only once the master knows, so that every publish that
      * follows, from any worker, reaches the new member. */

@@ -126,7 +126,7 @@ static size_t actor_index(const struct actor *a)
 }
 
 static bool hook_write(struct actor *a, struct block *b, uint32_t off,
-                       uint32_t end)
+                       uint32_t end, uint32_t payload)
 {
     /* Only connections without SNOW_JOIN_INFO are written to. */
     assert_int_equal(a->kind, ACTOR_CONN);
@@ -134,6 +134,15 @@ static bool hook_write(struct actor *a, struct block *b, uint32_t off,
     assert_true(off < end);
     assert_true(end <= b->len);
     assert_true(b->len <= b->cap);
+    /* The payload ends the frame, after an unmasked header of 2, 4 or 10
+     * bytes that announces its length (RFC 6455 section 5.2). */
+    uint32_t hlen = end - off - payload;
+    uint8_t len7 = b->data[off + 1] & 0x7f;
+    assert_true(payload <= end - off);
+    assert_int_equal(hlen, len7 < 126 ? 2 : len7 == 126 ? 4 : 10);
+    assert_int_equal(b->data[off + 1] & 0x80, 0);
+    if (len7 < 126)
+        assert_int_equal(len7, payload);
     rec.w = grow(rec.w, &rec.capw, rec.nw, sizeof *rec.w);
     struct wrec *w = &rec.w[rec.nw++];
     *w = (struct wrec){ a, b, off, end, dup_bytes(b->data + off, end - off),
