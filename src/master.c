@@ -991,6 +991,7 @@ static void commit_reload(void)
     listener_close_all(&old->ls);
     ipc_put_u32(p, (uint32_t)(cfg->drain_timeout > UINT32_MAX
                               ? UINT32_MAX : cfg->drain_timeout));
+    old->live++;                /* held while its slots are released */
     for (unsigned s = 0; s < MASTER_SLOTS; s++) {
         struct slot *sl = &m.slots[s];
         if (!sl->gen || sl->gen == g || sl->draining)
@@ -1009,6 +1010,7 @@ static void commit_reload(void)
              cfg->drain_timeout / 1000.0);
     log_threshold = cfg->log_level;
     log_set_format(cfg->log_format);
+    old->live--;
     gen_release(old);
     maybe_start_services();
     m.notified_ready = true;
@@ -1030,6 +1032,7 @@ static void abandon_reload(const char *why)
     log_error("reload: %s; stopping the new workers, still serving the "
               "previous configuration", why);
     m.next = NULL;
+    g->live++;                  /* held while its slots are released */
     for (unsigned s = 0; s < MASTER_SLOTS; s++) {
         struct slot *sl = &m.slots[s];
         if (sl->gen != g)
@@ -1041,6 +1044,7 @@ static void abandon_reload(const char *why)
         else
             release_slot(sl);
     }
+    g->live--;
     gen_release(g);
     notify_ready("reload failed; serving the previous configuration");
     if (m.reload_again) {
