@@ -125,8 +125,8 @@ struct conn *conn_new(int fd, struct ssl_ctx_st *tls)
     ev_io_start(worker.loop, &c->io);
     list_move(c, LIST_HANDSHAKE, ev_now(worker.loop));
     worker.nconns++;
-    metrics_add(&metrics_self->tcp_open, 1);
     metrics_add(&metrics_self->c.tcp_accepted, 1);
+    metrics_add(&metrics_self->tcp_open, 1);
     return c;
 }
 
@@ -154,17 +154,17 @@ static void notify_close(struct conn *c, uint16_t code, const uint8_t *reason,
 }
 
 /* A socket is closing: what it was is counted once (conn_kill runs once
- * per connection). */
+ * per connection).  The open sockets go down last: see metrics_tcp_closed. */
 static void count_end(const struct conn *c)
 {
-    metrics_sub(&metrics_self->tcp_open, 1);
     if (c->state == CONN_HANDSHAKE)
         metrics_handshake_failure(c->ssl && !(c->tls & CONN_TLS_OPEN)
                                   ? METRICS_HS_TLS : METRICS_HS_ABORTED);
-    if (!(c->flags & CONN_OPENED))
-        return;
-    metrics_sub(&c->route->metrics->open, 1);
-    metrics_close(c->close_code);
+    if (c->flags & CONN_OPENED) {
+        metrics_sub(&c->route->metrics->open, 1);
+        metrics_close(c->close_code);
+    }
+    metrics_tcp_closed();
 }
 
 void conn_kill(struct conn *c, uint16_t code)

@@ -544,12 +544,13 @@ char *metrics_render(const struct metrics_extra *x, size_t *len)
     FILE *f = open_memstream(&out, len);
     if (!f)
         abort();
-    collect_routes(&t, &c);
+    /* The open sockets first: see metrics_tcp_closed. */
     for (unsigned s = 0; s < METRICS_SLOTS; s++) {
         const struct metrics_block *b = metrics_block(s);
         if (b && __atomic_load_n(&b->state, __ATOMIC_ACQUIRE))
-            tcp_open += load(&b->tcp_open);
+            tcp_open += __atomic_load_n(&b->tcp_open, __ATOMIC_ACQUIRE);
     }
+    collect_routes(&t, &c);
     render_routes(f, &t);
     render_workers(f, &c, tcp_open);
     render_master(f, x);

@@ -152,6 +152,17 @@ static inline void metrics_close(unsigned code)
     metrics_add(&metrics_self->c.closes[metrics_close_bucket(code)], 1);
 }
 
+/* An accepted socket is closed, after everything about it was counted.
+ * A release store: the master reads tcp_open first (acquire), so a
+ * scrape that sees the socket gone sees every count it made, which is
+ * what lets a test wait for a quiet daemon and then compare counts. */
+static inline void metrics_tcp_closed(void)
+{
+    uint64_t *open = &metrics_self->tcp_open;
+    __atomic_store_n(open, __atomic_load_n(open, __ATOMIC_RELAXED) - 1,
+                     __ATOMIC_RELEASE);
+}
+
 static inline void metrics_crash(enum metrics_actor_kind kind)
 {
     metrics_add(&metrics_self->c.crashes[kind], 1);

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import (DEFAULT_ROUTES, OP_BINARY, OP_CONT, OP_PING, OP_PONG,
-                      OP_TEXT, RawClient, build_frame, free_port,
+                      OP_TEXT, RawClient, _tcp_inode, build_frame, free_port,
                       make_plugin_dir, serving_pid, snowd_binary, wait_until)
 from test_rooms import RoomClient, roomkit_so
 
@@ -64,6 +64,12 @@ def admin(snowd_factory, tmp_path):
         made.append(d)
         if start:
             d.start()
+        if start and not admin_listen:
+            # Daemon.start made one connection to see the port open; a
+            # worker may take it only after it said it was ready.  Counts
+            # start once it has been taken and closed.
+            settle(d, pred=lambda m: m("snowd_tcp_connections_total") >= 1
+                   and m("snowd_workers_ready") == workers)
         return d
     return make
 
@@ -501,7 +507,9 @@ def test_backpressure_closes_and_room_drops(admin):
     slow.raw.reset()
     m2 = settle(d)
     assert delta(m2, m0, "snowd_backpressure_closes_total") == 1
-    assert delta(m2, m0, "snowd_closes_total", code="1008") == 1
+    assert delta(m2, m0, "snowd_closes_total", code="1008") == 1, \
+        {k: v for k, v in m2.samples.items() if k[0] == "snowd_closes_total"
+         and v != m0.samples.get(k)}
     assert delta(m1, m0, "snowd_room_drops_total") == 0
 
     sub = RoomClient(d.port, "/rooms-drop", rcvbuf=4096)
@@ -645,13 +653,10 @@ def test_workers_hold_no_admin_socket(admin):
         new = d.wait_respawn(k.slot, k.ospid)
         assert holders([new], inode) == []
         # No socket of the new worker is the admin client's.
-        peer = idle.getsockname()[1]
-        with open("/proc/net/tcp") as f:
-            mine = [ln.split()[9] for ln in f
-                    if ln.split()[2].endswith(f":{peer:04X}")]
-        assert mine
-        assert holders([new], mine[0]) == []
-        assert holders([d.pid], mine[0]) == [d.pid]
+        server_side = _tcp_inode(d.admin_port, idle.getsockname()[1])
+        assert server_side
+        assert holders([new], server_side) == []
+        assert holders([d.pid], server_side) == [d.pid]
         k.close()
     finally:
         idle.close()
@@ -667,7 +672,7 @@ def test_slow_admin_clients_do_not_block_metrics(admin):
     t0 = time.monotonic()
     assert scrape(d)("snowd_workers") == 1
     assert get(d.admin_port, "/healthz").status == 200
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.0
     # The server ends the slow one (ADMIN_TIMEOUT, 5 s).
     slow.settimeout(10)
     assert slow.recv(100) == b""
@@ -708,7 +713,7 @@ def test_a_stuck_worker_does_not_stall_metrics(admin):
         t0 = time.monotonic()
         m = scrape(d)
         assert get(d.admin_port, "/healthz").status == 200
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 2.0
         assert m("snowd_connections_open", route="/actors") == 1
         assert k.raw.recv_text(timeout=10) == "ok"      # slept
         assert k.cmd("ping") == "pong"
