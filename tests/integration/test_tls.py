@@ -346,6 +346,62 @@ def test_slow_reader_over_tls(tls_daemon, certs, size, count):
             f"{got} echoes of {count} in time:\n{d.log()[-2000:]}"
 
 
+def test_room_messages_reach_tls_and_plain_members(tls_daemon, certs):
+    """A room's frame is built once and shared by every member's queue:
+    TLS members get it through their records, plain ones as they are."""
+    import json
+    d = tls_daemon(server={"workers": "2"}, plain=True,
+                   routes={"/chat": {"handler": "chat"}})
+    ctx = client_context(certs)
+
+    async def member(ws, nick):
+        assert json.loads(await ws.recv())["ev"] == "welcome"
+        await ws.send(json.dumps({"op": "nick", "nick": nick}))
+        assert json.loads(await ws.recv())["ev"] == "nick"
+        await ws.send(json.dumps({"op": "join", "room": "lobby"}))
+        while json.loads(await ws.recv())["ev"] != "joined":
+            pass
+
+    async def next_msg(ws):
+        while True:
+            e = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if e["ev"] == "msg":
+                return e
+
+    async def run():
+        urls = [(wss_url(d, "/chat"), ctx),
+                (f"ws://127.0.0.1:{d.plain_port}/chat", None)] * 3
+        socks = [await websockets.connect(u, ssl=c) for u, c in urls]
+        try:
+            for i, ws in enumerate(socks):
+                await member(ws, f"m{i}")
+            for k in range(20):
+                await socks[k % len(socks)].send(json.dumps(
+                    {"op": "say", "room": "lobby", "text": f"t{k}"}))
+                for ws in socks:
+                    e = await next_msg(ws)
+                    assert e["text"] == f"t{k}", e
+        finally:
+            for ws in socks:
+                await ws.close()
+    asyncio.run(run())
+
+
+def test_graceful_stop_sends_1001_over_tls(tls_daemon, certs):
+    import signal
+    d = tls_daemon()
+    with TlsClient(d.port, client_context(certs), timeout=15) as c:
+        c.handshake("/echo")
+        c.send_text("before")
+        assert c.recv_text() == "before"
+        d.signal(signal.SIGTERM)
+        f = c.recv_close(timeout=15)
+        assert f.close_code == 1001
+        c.send_close(1001)
+        assert c.wait_eof(timeout=15)
+    assert d.wait_exit() == 0
+
+
 # ---- openssl s_client ---------------------------------------------------------------
 
 @pytest.mark.parametrize("version,name", [("-tls1_2", "TLSv1.2"),
