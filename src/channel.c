@@ -357,6 +357,13 @@ static void send_pair(enum ipc_type type, snow_pid first, snow_pid second,
     send_control(type, p, sizeof p, text, text ? strlen(text) : 0);
 }
 
+void channel_drained(void)
+{
+    /* Never dropped for a full channel: the master starts the next
+     * generation's services on it. */
+    send_control(IPC_DRAINED, NULL, 0, NULL, 0);
+}
+
 void channel_unregister(snow_pid pid, const char *name, size_t len)
 {
     uint8_t p[8];

@@ -60,4 +60,7 @@ void channel_unregister(snow_pid pid, const char *name, size_t len);
 
 void channel_close(void);
 
+/* Tells the master that this draining worker's services have stopped. */
+void channel_drained(void);
+
 #endif

@@ -792,6 +792,9 @@ struct config *config_load(const char *file)
         return NULL;
     }
     resolve_plugin_dir(cfg);
+    /* auto is read once per reading of the file, so that every part of
+     * the daemon sees the same count for this configuration. */
+    cfg->workers = config_workers(cfg);
     return cfg;
 }
 

@@ -43,7 +43,8 @@ struct config {
     size_t ngroups;
 
     /* process model; durations in milliseconds */
-    uint64_t workers;               /* 0 = auto: one per CPU */
+    uint64_t workers;               /* 0 = auto: one per CPU, resolved by
+                                       config_load */
     uint64_t hang_timeout;          /* 0 = never kill a silent worker */
     uint64_t max_restarts;          /* worker deaths allowed ... */
     uint64_t restart_window;        /* ... within this window */

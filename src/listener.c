@@ -48,8 +48,10 @@
 
 #define ACCEPTS_PER_EVENT 64
 
+/* A socket bound to l; listening too when `now`, else the worker that
+ * accepts on it starts listening (listener_init). */
 static int bind_one(const struct config *cfg, const struct listen_spec *l,
-                    bool reuseport)
+                    bool reuseport, bool now)
 {
     int one = 1;
     int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
@@ -66,7 +68,7 @@ static int bind_one(const struct config *cfg, const struct listen_spec *l,
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) != 0)
         goto fail;
-    if (listen(fd, (int)cfg->backlog) != 0)
+    if (now && listen(fd, (int)cfg->backlog) != 0)
         goto fail;
     return fd;
 fail:
@@ -246,7 +248,11 @@ int listener_open_all(const struct config *cfg,
                          old ? "kept" : "socket from systemd");
             continue;
         }
-        fds[k] = bind_one(cfg, l, per_slot);
+        /* At a reload a new socket only listens once its worker is up:
+         * in a SO_REUSEPORT group, a listening socket gets its share of
+         * new clients at once, and those would wait for a worker that
+         * may never come (a reload abandoned), then be reset. */
+        fds[k] = bind_one(cfg, l, per_slot, old == NULL);
         if (fds[k] < 0) {
             for (size_t j = 0; j < n * copies; j++)
                 if (fds[j] >= 0)
@@ -281,6 +287,10 @@ void listener_init(struct listener *l, int fd, bool shared,
     l->fd = fd;
     l->epfd = -1;
     l->tls = tls;
+    /* Starts a socket bound at a reload, and gives one kept from an
+     * earlier configuration this one's backlog. */
+    if (listen(fd, (int)worker.cfg->backlog) != 0)
+        log_error("listen: %s", strerror(errno));
     if (shared) {
         struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
         l->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -78,6 +78,10 @@ _Static_assert(2 * CONFIG_MAX_WORKERS <= MASTER_SLOTS,
  * those still draining. */
 #define MAX_GENS 8
 
+/* A new generation not ready this long after the SIGHUP is abandoned
+ * (workers stuck loading plugins, with hang_timeout = 0). */
+#define RELOAD_TIMEOUT 60.0
+
 /* One configuration and the workers that run it. */
 struct gen {
     struct config *cfg;
@@ -131,6 +135,7 @@ static struct {
     ev_timer status_timer;    /* STATUS= as connections come and go */
     uint64_t announced_conns;
     ev_timer kill_timer;
+    ev_timer reload_timer;
     ev_prepare flush;
     uint64_t dropped;
     ev_tstamp dropped_logged;
@@ -661,21 +666,27 @@ static void signal_workers(int sig)
 
 static void begin_stop(int sig)
 {
-    const struct config *cfg = m.cur->cfg;
+    uint64_t longest = 0;
 
     if (!m.stopping)
         notify_stopping(m.exit_status ? "giving up: too many worker deaths"
                                       : "stopping");
     m.stopping = true;
     ev_timer_stop(m.loop, &m.watchdog);
+    ev_timer_stop(m.loop, &m.reload_timer);
     ev_timer_stop(m.loop, &m.status_timer);
     signal_workers(sig);
     if (!ev_is_active(&m.kill_timer)) {
         /* Workers wait up to drain_timeout for their connections to
-         * close, and each close handshake up to close_timeout; past that
-         * and a margin, they are stuck. */
-        ev_timer_set(&m.kill_timer, (cfg->drain_timeout + cfg->close_timeout)
-                     / 1000.0 + 5.0, 0.);
+         * close, and each close handshake up to close_timeout, each by
+         * its own configuration; past that and a margin, they are
+         * stuck. */
+        for (unsigned i = 0; i < MAX_GENS; i++) {
+            const struct config *cfg = m.gens[i] ? m.gens[i]->cfg : NULL;
+            if (cfg && cfg->drain_timeout + cfg->close_timeout > longest)
+                longest = cfg->drain_timeout + cfg->close_timeout;
+        }
+        ev_timer_set(&m.kill_timer, longest / 1000.0 + 5.0, 0.);
         ev_timer_start(m.loop, &m.kill_timer);
     }
 }
@@ -950,11 +961,14 @@ static void reload(void)
         started &= spawn(s);
     }
     send_workers();
-    if (!started)
+    if (!started) {
         abandon_reload("a worker of the new configuration could not be "
                        "started");
-    else
-        announce();
+        return;
+    }
+    ev_timer_set(&m.reload_timer, RELOAD_TIMEOUT, 0.);
+    ev_timer_start(m.loop, &m.reload_timer);
+    announce();
 }
 
 /* The admin listener follows the file too: rebound when its address
@@ -983,6 +997,7 @@ static void commit_reload(void)
 
     m.cur = g;
     m.next = NULL;
+    ev_timer_stop(m.loop, &m.reload_timer);
     deaths_reset();
     reload_admin(old->cfg, cfg);
     /* The old sockets stay open in the workers that drain until they
@@ -1032,6 +1047,7 @@ static void abandon_reload(const char *why)
     log_error("reload: %s; stopping the new workers, still serving the "
               "previous configuration", why);
     m.next = NULL;
+    ev_timer_stop(m.loop, &m.reload_timer);
     g->live++;                  /* held while its slots are released */
     for (unsigned s = 0; s < MASTER_SLOTS; s++) {
         struct slot *sl = &m.slots[s];
@@ -1051,6 +1067,15 @@ static void abandon_reload(const char *why)
         m.reload_again = false;
         reload();
     }
+}
+
+static void reload_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    if (m.next)
+        abandon_reload("the new workers were not all ready within 60s");
 }
 
 /* ---- signals ---------------------------------------------------------- */
@@ -1118,6 +1143,11 @@ static void become_worker(unsigned s, int fd, pid_t master,
     sigemptyset(&none);
     notify_forget();
     close(m.sigfd);
+    /* Workers leave SIGHUP and SIGINT to the master (a terminal or a
+     * `pkill -HUP snowd` signals them too), also while loading plugins,
+     * before their loop watches signals. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (unsigned i = 0; i < MASTER_SLOTS; i++)
         if (m.slots[i].fd >= 0)
@@ -1239,6 +1269,7 @@ int master_run(const char *file, struct config *cfg,
     ev_timer_init(&m.check, check_cb, 0.1, 0.1);
     ev_timer_start(m.loop, &m.check);
     ev_timer_init(&m.kill_timer, kill_timer_cb, 1., 0.);
+    ev_timer_init(&m.reload_timer, reload_timer_cb, RELOAD_TIMEOUT, 0.);
     double watchdog = notify_watchdog_interval();
     ev_timer_init(&m.watchdog, watchdog_cb, watchdog, watchdog);
     if (watchdog > 0)
@@ -1268,9 +1299,9 @@ int master_run(const char *file, struct config *cfg,
         if (m.slots[s].gen)
             release_slot(&m.slots[s]);
     }
-    m.next = NULL;
-    struct gen *last = m.cur;
-    m.cur = NULL;
+    struct gen *last = m.cur, *next = m.next;
+    m.cur = m.next = NULL;
+    gen_release(next);
     gen_release(last);
     admin_stop();
     metrics_unmap();

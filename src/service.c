@@ -48,6 +48,10 @@ struct service {
 static struct service_def *defs;
 static size_t ndefs;
 static struct service *dead;
+/* After service_stop_all: nothing starts again, and the names stay
+ * reserved, so that no other actor of a draining worker can take a name
+ * the next generation's service needs. */
+static bool all_stopped;
 
 static struct service *service_of(struct actor *a)
 {
@@ -108,6 +112,8 @@ void service_request_start(const char *name, size_t len)
 {
     struct service_def *d = find(name, len);
 
+    if (all_stopped)
+        return;
     if (!d) {
         log_error("master placed unknown service '%.*s' here; ignored",
                   (int)len, name);
@@ -257,7 +263,7 @@ bool service_run_pending(void)
         free(s);
     }
     for (size_t i = 0; i < ndefs; i++) {
-        if (!defs[i].start_due || worker.stopping)
+        if (!defs[i].start_due || worker.stopping || all_stopped)
             continue;
         start(&defs[i]);
         more |= defs[i].start_due || dead;
@@ -280,6 +286,7 @@ void service_deliver(struct actor *a, const struct snow_msg *msg)
 
 void service_stop_all(const char *reason)
 {
+    all_stopped = true;
     for (size_t i = 0; i < ndefs; i++) {
         struct service *s = defs[i].live;
         defs[i].start_due = false;
@@ -296,6 +303,10 @@ void service_stop_all(const char *reason)
         dead = s;
     }
     service_run_pending();
+}
+
+void service_fini(void)
+{
     for (size_t i = 0; i < ndefs; i++)
         free(defs[i].restarts);
     free(defs);

@@ -45,7 +45,11 @@ void service_deliver(struct actor *a, const struct snow_msg *msg);
 void *service_state(struct actor *a);
 const char *service_name(struct actor *a);
 
-/* Ends every instance with `reason` (terminate runs) and frees them. */
+/* Ends every instance with `reason` (terminate runs) and frees them;
+ * none starts again.  Their names stay reserved until service_fini. */
 void service_stop_all(const char *reason);
+
+/* Forgets the services' definitions (at exit). */
+void service_fini(void);
 
 #endif

@@ -116,7 +116,8 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     rooms_flush();
     channel_flush();
     arm_actor_timer(now);
-    if (more || actor_pending())
+    /* A drain that a call to the master read meanwhile: next turn. */
+    if (more || actor_pending() || worker.drain_due)
         ev_idle_start(loop, &worker.actor_idle);
     else
         ev_idle_stop(loop, &worker.actor_idle);
@@ -230,7 +231,7 @@ static void drain_now(uint32_t drain_ms)
     /* Before DRAINED, so that the names of the services are gone from
      * the master when it starts their successors. */
     service_stop_all("reload");
-    channel_send(IPC_DRAINED, NULL, 0, NULL, 0);
+    channel_drained();
     ev_timer_set(&worker.drain_timer, drain_ms / 1000.0, 0.);
     ev_timer_start(worker.loop, &worker.drain_timer);
 }
@@ -265,6 +266,7 @@ static void free_all(void)
             conn_kill(worker.lists[id].head, WS_CLOSE_GOING_AWAY);
     conn_run_pending();
     service_stop_all("shutdown");
+    service_fini();
     rooms_fini();
     actor_rt_fini();
     channel_close();

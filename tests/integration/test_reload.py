@@ -276,6 +276,60 @@ def test_new_workers_that_die_abandon_the_reload(snowd_factory, tmp_path):
         c.close()
 
 
+def test_clients_during_an_abandoned_reload_are_served(snowd_factory,
+                                                      tmp_path):
+    """A reload to more workers whose new workers are slow to load, then
+    die: the sockets bound for them must not take clients meanwhile (in
+    a SO_REUSEPORT group they would get a share of them, and reset them
+    when closed), so every client of that time is served by the old
+    worker."""
+    marker = tmp_path / "slow-bomb"
+    plugins = make_plugin_dir(tmp_path / "plugins")
+    compile_plugin(plugins / "slowbomb.so", """
+        #include <snowd/snowd.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        __attribute__((constructor)) static void maybe_explode(void)
+        {
+            if (access("%s", F_OK) == 0) {
+                sleep(2);
+                abort();
+            }
+        }
+        static int noop(snow_actor *self, enum snow_kind kind,
+                        const void *data, size_t len)
+        {
+            return snow_send(self, kind, data, len);
+        }
+        static const struct snow_handler handlers[] = {
+            { .name = "slowbomb", .on_message = noop },
+        };
+        SNOW_PLUGIN(.name = "slowbomb", .version = "1",
+                    .handlers = handlers, .nhandlers = 1);
+        """ % marker)
+    d = snowd_factory(server={"workers": "1"}, plugin_dir=plugins,
+                      worker_deaths_ok=True)
+    rewrite(d, server={"workers": "4"})
+    marker.touch()
+    mark = d.log_mark()
+    d.signal(signal.SIGHUP)
+    assert d.wait_log_re(r"reload: starting 4 worker", 10, start=mark)
+    served = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not re.search(
+            r"reload: a worker of the new configuration died",
+            d.log()[mark:]):
+        with d.client("/echo", timeout=10) as c:
+            assert echo(c, f"c{served}") == f"c{served}"
+        served += 1
+    assert d.wait_log_re(r"still serving the previous configuration", 10,
+                         start=mark), d.log()[mark:]
+    assert served >= 20, served
+    for i in range(20):
+        with d.client("/echo", timeout=10) as c:
+            assert echo(c, f"after {i}") == f"after {i}"
+
+
 # ---- plugins replaced on disk ----------------------------------------------------------
 
 def test_plugin_changed_on_disk_serves_after_reload(snowd_factory, tmp_path):
