@@ -29,6 +29,7 @@
 
 #include "admin_http.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "rooms.h"
@@ -272,28 +273,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- the whole -------------------------------------------------------- */
 
+/* The master's own socket: never SO_REUSEPORT, so a second daemon on
+ * the same address fails to start instead of sharing it. */
 static int bind_admin(const struct config *cfg)
 {
-    const struct listen_spec *l = &cfg->admin;
-    int one = 1;
-    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-                    SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        goto fail;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (l->addr.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) != 0 ||
-        listen(fd, 64) != 0)
-        goto fail;
-    return fd;
-fail:
-    log_error("%s:%u: [admin] listen %s: %s", cfg->file, l->line, l->text,
-              strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
+    return listener_bind(cfg, &cfg->admin, "[admin] listen", false, 64);
 }
 
 int admin_start(struct ev_loop *loop, const struct config *cfg)

@@ -48,10 +48,8 @@
 
 #define ACCEPTS_PER_EVENT 64
 
-/* A socket bound to l; listening too when `now`, else the worker that
- * accepts on it starts listening (listener_init). */
-static int bind_one(const struct config *cfg, const struct listen_spec *l,
-                    bool reuseport, bool now)
+int listener_bind(const struct config *cfg, const struct listen_spec *l,
+                  const char *what, bool reuseport, int backlog)
 {
     int one = 1;
     int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
@@ -68,11 +66,11 @@ static int bind_one(const struct config *cfg, const struct listen_spec *l,
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) != 0)
         goto fail;
-    if (now && listen(fd, (int)cfg->backlog) != 0)
+    if (backlog >= 0 && listen(fd, backlog) != 0)
         goto fail;
     return fd;
 fail:
-    log_error("%s:%u: listen %s: %s", cfg->file, l->line, l->text,
+    log_error("%s:%u: %s %s: %s", cfg->file, l->line, what, l->text,
               strerror(errno));
     if (fd >= 0)
         close(fd);
@@ -252,7 +250,8 @@ int listener_open_all(const struct config *cfg,
          * in a SO_REUSEPORT group, a listening socket gets its share of
          * new clients at once, and those would wait for a worker that
          * may never come (a reload abandoned), then be reset. */
-        fds[k] = bind_one(cfg, l, per_slot, old == NULL);
+        fds[k] = listener_bind(cfg, l, "listen", per_slot,
+                               old ? -1 : (int)cfg->backlog);
         if (fds[k] < 0) {
             for (size_t j = 0; j < n * copies; j++)
                 if (fds[j] >= 0)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 struct config;
+struct listen_spec;
 struct master_listeners;
 struct ssl_ctx_st;
 
@@ -32,6 +33,12 @@ struct listener {
 int listener_open_all(const struct config *cfg,
                       const struct master_listeners *old,
                       struct master_listeners *ls);
+
+/* A new socket bound to l's address (with SO_REUSEPORT if asked), and
+ * listening with `backlog` unless it is negative.  Returns it, or -1
+ * after logging "FILE:LINE: WHAT ADDRESS: reason". */
+int listener_bind(const struct config *cfg, const struct listen_spec *l,
+                  const char *what, bool reuseport, int backlog);
 
 /* Closes the sockets of listener_open_all and frees ls->fds. */
 void listener_close_all(struct master_listeners *ls);
