@@ -33,7 +33,7 @@ static const uint32_t MIN_BODY[IPC_TYPE_MAX] = {
     [IPC_NAME_DEL] = 9, [IPC_WORKER_DOWN] = 8, [IPC_SERVICE_START] = 1,
     [IPC_TELL] = 24, [IPC_MONITOR] = 16, [IPC_DEMONITOR] = 16,
     [IPC_DOWN] = 16, [IPC_ROOM_COUNT] = 9, [IPC_ROOM_COUNTS] = 9,
-    [IPC_PUBLISH] = 17,
+    [IPC_PUBLISH] = 17, [IPC_DRAIN] = 4, [IPC_DRAINED] = 0, [IPC_WORKERS] = 4,
 };
 
 static uint32_t rd32(const uint8_t *p)
