@@ -1016,7 +1016,11 @@ def test_tls_failures_are_counted(snowd_factory, certs):
     d.admin_port = int(re.search(r"\[admin\]\nlisten = 127\.0\.0\.1:(\d+)",
                                  d.config.read_text()).group(1))
     assert get(d.admin_port, "/healthz").status == 200
-    before = settle(d)
+    # The factory's probe of the port is one more TCP connection closed
+    # before a byte (a "tls" failure here); a worker may take it only
+    # after it said it was ready, so counts start once it has been taken.
+    before = settle(d, pred=lambda m: m("snowd_tcp_connections_total") >= 1)
+    assert before("snowd_tcp_connections_total") == 1
     # Plain HTTP to the TLS port; a hello then silence; a bare TCP
     # connection that says nothing until handshake_timeout.
     c = RawClient(port)
