@@ -727,12 +727,37 @@ static void check_tls(struct loader *ld)
         cfg->tls = tls_new(tc, report_tls, ld);
 }
 
+static bool same_listen_address(const struct listen_spec *a,
+                                const struct listen_spec *b)
+{
+    return a->addr_len == b->addr_len &&
+           memcmp(&a->addr, &b->addr, a->addr_len) == 0;
+}
+
+/* Two listens on one address would bind it twice: with SO_REUSEPORT the
+ * kernel would split clients between them without a word, with
+ * accept = shared the second bind would fail only at start. */
+static void check_listen_duplicates(struct loader *ld)
+{
+    const struct config *cfg = ld->cfg;
+
+    for (size_t i = 1; i < cfg->nlistens; i++)
+        for (size_t j = 0; j < i; j++)
+            if (same_listen_address(&cfg->listens[i], &cfg->listens[j])) {
+                report(ld, cfg->listens[i].line, "listen: %s is already "
+                       "listed at line %u", cfg->listens[i].text,
+                       cfg->listens[j].line);
+                break;
+            }
+}
+
 static void check_whole(struct loader *ld)
 {
     struct config *cfg = ld->cfg;
 
     if (cfg->nlistens == 0)
         report(ld, ld->line, "[server] needs at least one 'listen'");
+    check_listen_duplicates(ld);
     if (cfg->nroutes == 0)
         report(ld, ld->line, "no [route /PATH] section: nothing to serve");
     /* A route whose 'static' was refused has already been reported. */
@@ -746,9 +771,7 @@ static void check_whole(struct loader *ld)
     /* The admin endpoints stay off the public port; an exact clash is
      * caught here, an overlap with a wildcard when binding. */
     for (size_t i = 0; cfg->admin.text && i < cfg->nlistens; i++)
-        if (cfg->listens[i].addr_len == cfg->admin.addr_len &&
-            memcmp(&cfg->listens[i].addr, &cfg->admin.addr,
-                   cfg->admin.addr_len) == 0)
+        if (same_listen_address(&cfg->listens[i], &cfg->admin))
             report(ld, cfg->admin.line, "listen: %s is also a [server] "
                    "listen (line %u); the admin endpoints need an address "
                    "of their own", cfg->admin.text, cfg->listens[i].line);

@@ -242,6 +242,39 @@ def test_bad_listen(tmp_path, value):
     assert_error_at(conf, r, 3, f"listen: '{value}' is not ADDRESS:PORT")
 
 
+@pytest.mark.parametrize("first,second", [
+    ("127.0.0.1:7001", "127.0.0.1:7001"),
+    ("[::1]:7001", "[0:0::1]:7001"),
+    ("127.0.0.1:7001", "127.0.0.1:7001 tls")])
+def test_listen_twice_on_one_address(tmp_path, first, second):
+    """An address listed twice would be bound twice: refused at the
+    second line, naming the first."""
+    conf, r = check_config(tmp_path, f"""
+        [server]
+        plugin_dir = @PLUGINS@
+        listen = {first}
+        listen = 127.0.0.1:7002
+        listen = {second}
+        [route /echo]
+        handler = echo
+        """)
+    assert_error_at(conf, r, 5, f"listen: {second} is already listed at "
+                    "line 3")
+
+
+def test_listen_same_port_other_addresses(tmp_path):
+    conf, r = check_config(tmp_path, """
+        [server]
+        plugin_dir = @PLUGINS@
+        listen = 127.0.0.1:7001
+        listen = 127.0.0.2:7001
+        listen = [::1]:7001
+        [route /echo]
+        handler = echo
+        """)
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.parametrize("section,key,value", [
     ("server", "plugin_dir", "@PLUGINS@"), ("server", "log_level", "info"),
     ("server", "backlog", "10"), ("limits", "max_message", "1M"),
