@@ -452,6 +452,7 @@ static void on_room_count(struct slot *sl, const uint8_t *b, size_t len)
 static void count_dropped(struct slot *dst)
 {
     m.dropped++;
+    metrics_channel_dropped();
     if (ev_now(m.loop) - m.dropped_logged >= 1.0) {
         log_warn("worker %u is not reading its channel; %llu message(s) "
                  "dropped so far", slot_of(dst),

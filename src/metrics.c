@@ -58,6 +58,7 @@ static struct {
     struct route_total *routes;   /* totals of ended workers, by path */
     size_t nroutes, cap;
     uint64_t worker_restarts;
+    uint64_t channel_drops;
     double start_time;
 } M;
 
@@ -246,6 +247,11 @@ static struct route_total *retired_route(const char *path)
     memset(t, 0, sizeof *t);
     snprintf(t->path, sizeof t->path, "%s", path);
     return t;
+}
+
+void metrics_channel_dropped(void)
+{
+    M.channel_drops++;
 }
 
 void metrics_retire(unsigned s, bool restarted)
@@ -515,6 +521,11 @@ static void render_master(FILE *f, const struct metrics_extra *x)
     family(f, "snowd_worker_restarts_total", "counter",
            "Worker processes respawned after an unexpected death.");
     sample(f, "snowd_worker_restarts_total", NULL, NULL, M.worker_restarts);
+    family(f, "snowd_channel_drops_total", "counter",
+           "Messages between workers (tells, room messages, presence "
+           "events) that the master dropped because the receiving worker "
+           "was not reading its channel.");
+    sample(f, "snowd_channel_drops_total", NULL, NULL, M.channel_drops);
     family(f, "snowd_workers", "gauge", "Worker processes running.");
     sample(f, "snowd_workers", NULL, NULL, live);
     family(f, "snowd_workers_ready", "gauge",

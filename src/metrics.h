@@ -201,6 +201,10 @@ struct metrics_block *metrics_block(unsigned s);
  * the master replaces it after an unexpected death. */
 void metrics_retire(unsigned s, bool restarted);
 
+/* Master: one message between workers dropped for a receiver that does
+ * not read its channel (master.c bounds what it holds per worker). */
+void metrics_channel_dropped(void);
+
 /* Worker processes with a block (live), and how many of them are ready. */
 unsigned metrics_workers(unsigned *ready);
 

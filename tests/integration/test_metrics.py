@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import (DEFAULT_ROUTES, OP_BINARY, OP_CONT, OP_PING, OP_PONG,
+from conftest import (DEFAULT_ROUTES, OP_BINARY, REPO, OP_CONT, OP_PING, OP_PONG,
                       OP_TEXT, RawClient, _tcp_inode, build_frame, free_port,
                       make_plugin_dir, serving_pid, snowd_binary, wait_until)
 from test_rooms import RoomClient, roomkit_so
@@ -719,6 +719,57 @@ def test_a_stuck_worker_does_not_stall_metrics(admin):
         assert k.cmd("ping") == "pong"
     finally:
         k.close()
+
+
+def test_every_metric_is_documented(admin):
+    """An operator reads what a metric means in snowd(8) and the README,
+    not in the source: every family the daemon exposes is in both."""
+    d = admin(workers=1)
+    names = re.findall(r"^# TYPE (\S+) ", scrape(d).text, re.M)
+    assert len(names) > 20, names
+    man = (REPO / "man" / "snowd.8").read_text()
+    readme = (REPO / "README.md").read_text()
+    for name in names:
+        assert re.search(rf"^\.It Li {name} Pq", man, re.M), \
+            f"{name} is not in snowd(8) ADMIN ENDPOINTS"
+        assert f"`{name}`" in readme, f"{name} is not in README.md"
+
+
+def test_channel_drops_are_counted(admin):
+    """Tells to a worker that does not read its channel pile up in the
+    master up to its bound, then are dropped: every tell the sender's
+    worker accepted is either received, refused by the full mailbox, or
+    counted in snowd_channel_drops_total."""
+    d = admin(workers=2)
+    kits = d.kits_on_slots({0, 1})
+    sender, busy = kits[0], kits[1]
+    try:
+        m0 = scrape(d)
+        assert busy.cmd("quiet 1") == "ok"
+        busy.send("sleep 3000")
+        time.sleep(0.1)
+        accepted = 0
+        for _ in range(400):    # bounded: 64 MiB is about 20 rounds
+            f = sender.cmd_kv(f"flood {busy.pid} 500 60000", 30)
+            assert f["other"] == "0", f
+            accepted += int(f["ok"])
+            if "dropped" in d.log():
+                break
+            time.sleep(0.005)   # let the channel drain into the master
+        assert "dropped" in d.log(), "the flood was too small to test this"
+        assert busy.raw.recv_text(timeout=30) == "ok"      # awake
+
+        def all_in():
+            m = scrape(d)
+            got = int(busy.cmd_kv("stats")["tells"])
+            return got + delta(m, m0, "snowd_mailbox_overflows_total") + \
+                delta(m, m0, "snowd_channel_drops_total") == accepted
+        assert wait_until(all_in, 15)
+        m1 = scrape(d)
+        assert delta(m1, m0, "snowd_channel_drops_total") > 0
+    finally:
+        sender.close()
+        busy.close()
 
 
 # ---- configuration --------------------------------------------------------------------------

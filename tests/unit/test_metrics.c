@@ -195,6 +195,7 @@ static void test_metrics_render_when_idle_has_every_family(void **state)
         "snowd_service_restarts_total", "snowd_mailbox_overflows_total",
         "snowd_room_drops_total", "snowd_backpressure_closes_total",
         "snowd_worker_restarts_total", "snowd_workers", "snowd_workers_ready",
+        "snowd_channel_drops_total",
     };
     for (size_t i = 0; i < sizeof zero / sizeof *zero; i++)
         assert_int_equal(value_of(t, zero[i]), 0);
@@ -376,6 +377,13 @@ static void test_metrics_retire_keeps_counters_monotonic(void **state)
     assert_int_equal(value_of(last, "snowd_connections_total{route=\"/echo\"}"),
                      8);
     assert_int_equal(value_of(last, "snowd_worker_restarts_total"), 1);
+    /* The master's own drops are kept by the master: no death moves them. */
+    metrics_channel_dropped();
+    metrics_channel_dropped();
+    metrics_retire(1, true);
+    char *drops = render();
+    assert_int_equal(value_of(drops, "snowd_channel_drops_total"), 2);
+    free(drops);
     free(before);
     free(after);
     free(next);
