@@ -31,6 +31,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "master.h"
 #include "metrics.h"
 #include "rooms.h"
 
@@ -121,12 +122,15 @@ static void answer(struct admin_client *c, const struct admin_answer *a)
         body = metrics_render(&x, &body_len);
         type = ADMIN_METRICS_TYPE;
     } else if (a->page == ADMIN_PAGE_HEALTHZ) {
-        unsigned ready;
-        metrics_workers(&ready);
-        /* Healthy: the master runs (it answers) and a worker serves. */
-        if (!ready)
+        unsigned late, serving = master_workers_serving(&late);
+        /* Healthy: the master runs (it answers) and a worker serves.  A
+         * ready worker stuck in plugin code does not serve. */
+        if (!serving)
             status = 503;
-        body = strdup(ready ? "ok\n" : "no worker ready\n");
+        body = strdup(serving ? "ok\n"
+                      : late ? "no worker answering: the ready ones have "
+                               "missed their heartbeats\n"
+                             : "no worker ready\n");
         body_len = strlen(body);
     } else {
         body = strdup(admin_http_error_body(status));

@@ -846,19 +846,38 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
         announce();
 }
 
-/* The first live worker that has missed its heartbeats (silent for three
- * of their periods) or is being killed as hung; -1 if none has.  This is
- * stricter than hang_timeout on purpose: systemd learns of a stuck worker
- * while the master is still waiting to kill it. */
+/* A worker has missed its heartbeats (silent for three of their periods)
+ * or is being killed as hung.  This is stricter than hang_timeout on
+ * purpose: systemd and load balancers learn of a stuck worker while the
+ * master is still waiting to kill it. */
+static bool is_late(const struct slot *sl, ev_tstamp now)
+{
+    return sl->hung || now - sl->last_seen > 3 * sl->gen->heartbeat_every;
+}
+
 static int late_worker(ev_tstamp now)
 {
-    for (unsigned s = 0; s < MASTER_SLOTS; s++) {
-        const struct slot *sl = &m.slots[s];
-        if (sl->pid && (sl->hung || now - sl->last_seen >
-                                    3 * sl->gen->heartbeat_every))
+    for (unsigned s = 0; s < MASTER_SLOTS; s++)
+        if (m.slots[s].pid && is_late(&m.slots[s], now))
             return (int)s;
-    }
     return -1;
+}
+
+unsigned master_workers_serving(unsigned *late)
+{
+    unsigned n = 0, stuck = 0;
+
+    for (unsigned s = 0; m.loop && !m.stopping && s < MASTER_SLOTS; s++) {
+        const struct slot *sl = &m.slots[s];
+        if (!sl->pid || !sl->ready || sl->draining)
+            continue;
+        if (is_late(sl, ev_now(m.loop)))
+            stuck++;
+        else
+            n++;
+    }
+    *late = stuck;
+    return n;
 }
 
 /* WATCHDOG=1 goes out only while every worker heartbeats, so that a

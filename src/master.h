@@ -33,4 +33,8 @@ struct master_listeners {
 int master_run(const char *file, struct config *cfg,
                struct master_listeners *ls);
 
+/* Workers ready to serve, not draining, and heartbeating on time: what
+ * /healthz reports on.  *late: the ready ones that are not on time. */
+unsigned master_workers_serving(unsigned *late);
+
 #endif

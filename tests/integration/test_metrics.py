@@ -47,7 +47,7 @@ def admin(snowd_factory, tmp_path):
     made = []
 
     def make(workers=2, limits=None, crashes=False, start=True,
-             admin_listen=None, **kw):
+             admin_listen=None, server=None, **kw):
         so = roomkit_so()
         if not so.is_file():
             pytest.fail(f"roomkit plugin not found: {so}", pytrace=False)
@@ -55,7 +55,7 @@ def admin(snowd_factory, tmp_path):
                                extra=[so])
         if crashes:
             kw.update(asan_options=CRASH_ASAN, worker_deaths_ok=True)
-        d = snowd_factory(start=False, server={"workers": str(workers)},
+        d = snowd_factory(start=False, server={"workers": str(workers), **(server or {})},
                           limits=limits, routes=ROUTES, plugin_dir=pdir, **kw)
         d.admin_port = free_port()
         with open(d.config, "a") as f:
@@ -558,11 +558,49 @@ def test_healthz_is_503_while_workers_drain(admin):
         return seen[-1].status == 503
     assert wait_until(unhealthy, 5), seen[-1]
     assert seen[-1].body == b"no worker ready\n"
-    m = scrape(d)
-    assert m("snowd_workers_ready") == 0 and m("snowd_workers") >= 1
+    # /healthz follows the master's stop at once; the gauge follows each
+    # worker's own state, as it acts on the stop.
+    scrapes = []
+
+    def none_ready():
+        scrapes.append(scrape(d))
+        return scrapes[-1]("snowd_workers_ready") == 0
+    assert wait_until(none_ready, 5), scrapes[-1].text
+    assert scrapes[-1]("snowd_workers") >= 1
     assert c.recv_close().close_code == 1001
     c.close()
     assert d.wait_exit() == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_healthz_is_503_while_every_ready_worker_is_stuck(admin, workers):
+    """A worker stuck in plugin code serves nobody: once it has missed
+    three heartbeats (1 s apart here) /healthz stops counting it, long
+    before hang_timeout would kill it; another worker keeps it healthy."""
+    d = admin(workers=workers, server={"hang_timeout": "60s"})
+    k = d.kits_on_slots({0})[0]
+    try:
+        assert get(d.admin_port, "/healthz").status == 200
+        k.send("sleep 6000")
+        seen = []
+
+        def status():
+            seen.append(get(d.admin_port, "/healthz"))
+            return seen[-1].status
+        if workers == 1:
+            assert wait_until(lambda: status() == 503, 5.5), seen[-1]
+            assert seen[-1].body == b"no worker answering: the ready " \
+                b"ones have missed their heartbeats\n"
+        else:
+            deadline = time.monotonic() + 4.5
+            while time.monotonic() < deadline:
+                assert status() == 200, seen[-1]
+                time.sleep(0.1)
+        assert k.raw.recv_text(timeout=15) == "ok"      # awake
+        assert wait_until(lambda: status() == 200, 5), seen[-1]
+        assert k.cmd("ping") == "pong"
+    finally:
+        k.close()
 
 
 # ---- the admin listener itself ------------------------------------------------------------
