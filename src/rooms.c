@@ -11,6 +11,7 @@
 
 #include "actor.h"
 #include "outq.h"
+#include "pidset.h"
 #include "utf8.h"
 #include "ws.h"
 
@@ -36,6 +37,10 @@ struct room {
     uint64_t others;               /* members on other workers */
     uint32_t sent;                 /* count[self] as the master knows it */
     uint32_t npresence;            /* local members with PRESENCE */
+    /* Members elsewhere whose join a local presence member heard (kept
+     * only while there is one): a worker that dies cannot say that they
+     * left, so their leave is announced here when its count drops to 0. */
+    struct pidset heard;
     struct block *cur;             /* this turn's frames */
     uint32_t next_block;           /* size of the next block this turn */
     struct room *turn_next;        /* on the turn list */
@@ -154,6 +159,7 @@ static void release_if_unused(struct room *r)
     *p = r->chain;
     R.count--;
     R.stats.rooms = R.count;
+    pidset_clear(&r->heard);
     free(r->members);
     free(r);
 }
@@ -398,8 +404,8 @@ static void remove_member(struct rooms_member *m)
 
     r->members[m->index] = last;
     last->index = m->index;
-    if (m->flags & SNOW_JOIN_PRESENCE)
-        r->npresence--;
+    if ((m->flags & SNOW_JOIN_PRESENCE) && --r->npresence == 0)
+        pidset_clear(&r->heard);
     own_count_changed(r);
     announce_everywhere(r, m->actor->pid, ROOMS_PRESENCE_LEAVE);
     free(m);
@@ -460,8 +466,13 @@ void rooms_deliver_remote(const char *name, size_t len, snow_pid from,
 
     if (!r || !r->n)
         return;
-    if (kind == ROOMS_PRESENCE_JOIN || kind == ROOMS_PRESENCE_LEAVE)
+    if (kind == ROOMS_PRESENCE_JOIN || kind == ROOMS_PRESENCE_LEAVE) {
+        if (kind == ROOMS_PRESENCE_LEAVE)
+            pidset_remove(&r->heard, from);
+        else if (r->npresence)
+            pidset_add(&r->heard, from);
         announce(r, from, kind);
+    }
     else if (kind == SNOW_TEXT || kind == SNOW_BINARY)
         fan_out(r, from, 0, kind, data, dlen);
 }
@@ -473,6 +484,32 @@ uint64_t rooms_size(const char *name, size_t len)
 }
 
 /* ---- counts ----------------------------------------------------------- */
+
+struct gone {
+    struct room *room;
+    unsigned slot;
+};
+
+static bool leave_if_gone(snow_pid pid, void *arg)
+{
+    const struct gone *g = arg;
+
+    if (actor_pid_slot(pid) != g->slot)
+        return false;
+    announce(g->room, pid, ROOMS_PRESENCE_LEAVE);
+    return true;
+}
+
+/* A worker has no members left in r.  Those who left said so, and are no
+ * longer in `heard`; any still there ended without a word, with their
+ * worker (or their leave was dropped on a full channel): presence members
+ * hear it now, so that every join they heard is followed by a leave. */
+static void announce_gone(struct room *r, unsigned slot)
+{
+    struct gone g = { r, slot };
+
+    pidset_remove_if(&r->heard, leave_if_gone, &g);
+}
 
 uint32_t rooms_set_count(const char *name, size_t len, unsigned slot,
                          uint32_t count)
@@ -486,6 +523,8 @@ uint32_t rooms_set_count(const char *name, size_t len, unsigned slot,
     uint32_t old = r->count[slot];
     r->count[slot] = count;
     r->others = r->others - old + count;
+    if (!count)
+        announce_gone(r, slot);
     release_if_unused(r);
     return old;
 }

@@ -26,7 +26,10 @@
  * - count[self] == number of local members, and others == the sum of
  *   count[] over the other slots;
  * - a room exists while it has members anywhere, a count to send, or a
- *   block being filled in this turn.
+ *   block being filled in this turn;
+ * - a room's `heard` pids (members elsewhere whose join a local presence
+ *   member heard) are empty while it has no local presence member, and
+ *   hold no pid of a worker whose count is 0.
  */
 #ifndef SNOWD_ROOMS_H
 #define SNOWD_ROOMS_H

@@ -1328,6 +1328,76 @@ static void test_rooms_deliver_remote(void **state)
     assert_int_equal(rooms_stats()->rooms, 2);
 }
 
+static size_t leaves_from(const struct actor *a, snow_pid from)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rec.nd; i++)
+        n += rec.d[i].a == a && rec.d[i].type == SNOW_MSG_LEAVE &&
+             rec.d[i].from == from;
+    return n;
+}
+
+/* A worker that dies says nothing: when its count of a room drops to 0,
+ * each of its members whose join a presence member here heard, and whose
+ * leave did not come, is announced as gone; no one twice, no one from
+ * another worker. */
+static void test_rooms_presence_of_a_lost_worker(void **state)
+{
+    (void)state;
+    struct actor *w = start(0, ACTOR_CONN), *svc = start(1, ACTOR_SERVICE),
+                 *plain = start(2, ACTOR_CONN);
+    snow_pid x1 = actor_pid_make(NODE, 3, 1, 1),
+             x2 = actor_pid_make(NODE, 3, 1, 2),
+             early = actor_pid_make(NODE, 3, 1, 3),
+             y = actor_pid_make(NODE, 4, 1, 1);
+
+    /* Heard by nobody: no presence member here yet. */
+    assert_int_equal(join(plain, "r", 0), 0);
+    set_count("r", 3, 1);
+    deliver_remote("r", early, ROOMS_PRESENCE_JOIN, NULL, 0);
+    assert_int_equal(join(w, "r", SNOW_JOIN_PRESENCE), 0);
+    assert_int_equal(join(svc, "s", SNOW_JOIN_PRESENCE), 0);
+    set_count("r", 3, 3);
+    set_count("r", 4, 1);
+    set_count("s", 3, 1);
+    deliver_remote("r", x1, ROOMS_PRESENCE_JOIN, NULL, 0);
+    deliver_remote("r", x2, ROOMS_PRESENCE_JOIN, NULL, 0);
+    deliver_remote("r", y, ROOMS_PRESENCE_JOIN, NULL, 0);
+    deliver_remote("s", x1, ROOMS_PRESENCE_JOIN, NULL, 0);
+    deliver_remote("r", x2, ROOMS_PRESENCE_LEAVE, NULL, 0);   /* said so */
+    run();
+    rec_reset();
+
+    set_count("r", 3, 0);      /* worker 3 is gone */
+    run();
+    assert_int_equal(leaves_from(w, x1), 1);
+    assert_int_equal(leaves_from(w, x2), 0);
+    assert_int_equal(leaves_from(w, early), 0);
+    assert_int_equal(leaves_from(w, y), 0);
+    assert_int_equal(rec.nd, 1);
+    check_info(delivery(w, SNOW_MSG_LEAVE), SNOW_MSG_LEAVE, 0, x1, "r", NULL,
+               0);
+    assert_int_equal(rec.nw + rec.np, 0);   /* local news only */
+    rec_reset();
+
+    set_count("s", 3, 0);      /* each room on its own */
+    set_count("r", 3, 0);      /* and never twice */
+    run();
+    assert_int_equal(rec.nd, 1);
+    check_info(delivery(svc, SNOW_MSG_LEAVE), SNOW_MSG_LEAVE, 0, x1, "s",
+               NULL, 0);
+    rec_reset();
+
+    /* The last presence member leaving forgets what was heard. */
+    assert_int_equal(leave(w, "r"), 0);
+    assert_int_equal(join(w, "r", SNOW_JOIN_PRESENCE), 0);
+    run();
+    rec_reset();
+    set_count("r", 4, 0);
+    run();
+    assert_int_equal(leaves_from(w, y), 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1352,6 +1422,7 @@ int main(void)
         T(test_rooms_forget_worker),
         T(test_rooms_each_count),
         T(test_rooms_deliver_remote),
+        T(test_rooms_presence_of_a_lost_worker),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
