@@ -95,15 +95,15 @@ bool pidset_remove(struct pidset *s, snow_pid pid)
 void pidset_remove_if(struct pidset *s,
                       bool (*take)(snow_pid pid, void *arg), void *arg)
 {
-    struct pidset kept = { 0 };
-
-    if (!s->n)
-        return;
-    for (uint32_t i = 0; i < s->cap; i++)
-        if (s->keys[i] && !take(s->keys[i], arg))
-            pidset_add(&kept, s->keys[i]);
-    pidset_clear(s);
-    *s = kept;
+    /* A removal may shift a later entry into place i, so i is looked at
+     * again.  An entry that wraps around from the front may be looked at
+     * twice; it was kept the first time, so it is kept again. */
+    for (uint32_t i = 0; i < s->cap;) {
+        if (s->keys[i] && take(s->keys[i], arg))
+            remove_at(s, i);
+        else
+            i++;
+    }
 }
 
 void pidset_clear(struct pidset *s)

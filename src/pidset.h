@@ -29,8 +29,9 @@ bool pidset_remove(struct pidset *s, snow_pid pid);
 
 bool pidset_has(const struct pidset *s, snow_pid pid);
 
-/* Removes every pid for which take(pid, arg) returns true; take may act
- * on the pid but not change the set. */
+/* Removes every pid for which take(pid, arg) returns true, in place;
+ * take may act on the pid but not change the set, and must answer the
+ * same for a pid it is asked about twice (a kept one may be). */
 void pidset_remove_if(struct pidset *s,
                       bool (*take)(snow_pid pid, void *arg), void *arg);
 

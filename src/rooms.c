@@ -202,6 +202,7 @@ void rooms_fini(void)
             }
             if (r->cur)
                 block_unref(r->cur);
+            pidset_clear(&r->heard);
             free(r->members);
             free(r);
         }
@@ -558,6 +559,7 @@ void rooms_forget_worker(unsigned slot,
                 fn(arg, r->name, r->len);
             r->others -= r->count[slot];
             r->count[slot] = 0;
+            announce_gone(r, slot);
             release_if_unused(r);
         }
     }

@@ -581,14 +581,14 @@ def test_healthz_is_503_while_every_ready_worker_is_stuck(admin, workers):
     k = d.kits_on_slots({0})[0]
     try:
         assert get(d.admin_port, "/healthz").status == 200
-        k.send("sleep 6000")
+        k.send("sleep 12000")
         seen = []
 
         def status():
             seen.append(get(d.admin_port, "/healthz"))
             return seen[-1].status
         if workers == 1:
-            assert wait_until(lambda: status() == 503, 5.5), seen[-1]
+            assert wait_until(lambda: status() == 503, 10), seen[-1]
             assert seen[-1].body == b"no worker answering: the ready " \
                 b"ones have missed their heartbeats\n"
         else:
@@ -596,7 +596,7 @@ def test_healthz_is_503_while_every_ready_worker_is_stuck(admin, workers):
             while time.monotonic() < deadline:
                 assert status() == 200, seen[-1]
                 time.sleep(0.1)
-        assert k.raw.recv_text(timeout=15) == "ok"      # awake
+        assert k.raw.recv_text(timeout=30) == "ok"      # awake
         assert wait_until(lambda: status() == 200, 5), seen[-1]
         assert k.cmd("ping") == "pong"
     finally:
@@ -791,10 +791,11 @@ def test_channel_drops_are_counted(admin):
             f = sender.cmd_kv(f"flood {busy.pid} 500 60000", 30)
             assert f["other"] == "0", f
             accepted += int(f["ok"])
-            if "dropped" in d.log():
+            if "is not reading its channel" in d.log():
                 break
             time.sleep(0.005)   # let the channel drain into the master
-        assert "dropped" in d.log(), "the flood was too small to test this"
+        assert "is not reading its channel" in d.log(), \
+            "the flood was too small to test this"
         assert busy.raw.recv_text(timeout=30) == "ok"      # awake
 
         def all_in():

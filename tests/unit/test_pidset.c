@@ -119,12 +119,68 @@ static void test_pidset_remove_if(void **state)
     assert_int_equal(s.n, 0);
 }
 
+struct taken {
+    unsigned slot;
+    snow_pid pids[4096];
+    size_t n;
+};
+
+static bool take_recorded(snow_pid pid, void *arg)
+{
+    struct taken *t = arg;
+    if (snow_pid_worker(pid) != t->slot)
+        return false;
+    assert_true(t->n < sizeof t->pids / sizeof *t->pids);
+    t->pids[t->n++] = pid;
+    return true;
+}
+
+/* In-place removal shifts entries back, across the end of the table too:
+ * against a model, over many random tables, each matching pid is taken
+ * exactly once and every other one stays. */
+static void test_pidset_remove_if_matches_a_model(void **state)
+{
+    (void)state;
+    enum { UNIVERSE = 2048 };
+    static bool in[UNIVERSE];
+    static struct taken t;
+
+    for (int round = 0; round < 300; round++) {
+        struct pidset s = { 0 };
+        unsigned size = 1 + (unsigned)(next_random() % 1500);
+        memset(in, 0, sizeof in);
+        for (unsigned i = 0; i < size; i++) {
+            unsigned k = (unsigned)(next_random() % UNIVERSE);
+            in[k] = true;
+            pidset_add(&s, make_pid(k % 5, k));
+        }
+        t.slot = (unsigned)(next_random() % 5);
+        t.n = 0;
+        pidset_remove_if(&s, take_recorded, &t);
+        size_t want = 0;
+        for (unsigned k = 0; k < UNIVERSE; k++) {
+            bool taken = in[k] && k % 5 == t.slot;
+            want += taken;
+            assert_int_equal(pidset_has(&s, make_pid(k % 5, k)),
+                             in[k] && !taken);
+        }
+        assert_int_equal(t.n, want);
+        for (size_t i = 0; i < t.n; i++) {
+            assert_int_equal(snow_pid_worker(t.pids[i]), t.slot);
+            for (size_t j = i + 1; j < t.n; j++)
+                assert_true(t.pids[i] != t.pids[j]);
+        }
+        pidset_clear(&s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pidset_add_remove_has),
         cmocka_unit_test(test_pidset_matches_a_model),
         cmocka_unit_test(test_pidset_remove_if),
+        cmocka_unit_test(test_pidset_remove_if_matches_a_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
