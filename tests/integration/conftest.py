@@ -20,10 +20,12 @@ import hashlib
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,6 +74,31 @@ def plugin_files():
                     " (run `make check TESTS=`, or set SNOWD_PLUGINS)",
                     pytrace=False)
     return files
+
+
+def require_root():
+    if os.geteuid() != 0:
+        pytest.fail("this test switches users: run the suite as root",
+                    pytrace=False)
+
+
+@pytest.fixture
+def public_dir():
+    """A folder every user may read, holding copies of the plugins in
+    plugins/ (removed afterwards): for tests whose daemon runs as
+    nobody."""
+    d = Path(tempfile.mkdtemp(prefix="snowd-public-"))
+    try:
+        d.chmod(0o755)
+        plugins = d / "plugins"
+        plugins.mkdir()
+        plugins.chmod(0o755)
+        for f in plugin_files():
+            shutil.copy(f.resolve(), plugins / f.name)
+            (plugins / f.name).chmod(0o755)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def include_dir():

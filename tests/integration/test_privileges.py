@@ -14,13 +14,11 @@ import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from conftest import (Daemon, RawClient, plugin_files, snowd_binary,
+from conftest import (Daemon, RawClient, require_root, snowd_binary,
                       wait_until)
 
 NOBODY = pwd.getpwnam("nobody")
@@ -29,30 +27,6 @@ NOGROUP = grp.getgrnam("nogroup")
 TIMESTAMP_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
                             r"\[\d+\] (error|warn|info|debug): ")
 JOURNAL_LINE = re.compile(r"^<([3467])>\[(\d+)\] \S")
-
-
-def require_root():
-    if os.geteuid() != 0:
-        pytest.fail("these tests switch users: run the suite as root",
-                    pytrace=False)
-
-
-@pytest.fixture
-def public_dir():
-    """A folder every user may read, holding copies of the plugins in
-    plugins/ (removed afterwards)."""
-    d = Path(tempfile.mkdtemp(prefix="snowd-privs-"))
-    try:
-        d.chmod(0o755)
-        plugins = d / "plugins"
-        plugins.mkdir()
-        plugins.chmod(0o755)
-        for f in plugin_files():
-            shutil.copy(f.resolve(), plugins / f.name)
-            (plugins / f.name).chmod(0o755)
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def proc_ids(pid):

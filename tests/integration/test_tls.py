@@ -15,7 +15,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ import pytest
 
 from conftest import (OP_BINARY, OP_CLOSE, OP_TEXT, ConnectionClosed,
                       RawClient, build_frame, close_payload, free_port,
-                      make_plugin_dir, plugin_files, snowd_binary, wait_until)
+                      make_plugin_dir, require_root, snowd_binary,
+                      wait_until)
 
 websockets = pytest.importorskip("websockets")
 
@@ -711,38 +711,26 @@ def test_garbage_after_tls_byte_is_dropped(tls_daemon, certs):
 # ---- privileges ---------------------------------------------------------------------------
 
 def test_root_only_key_serves_after_workers_drop_privileges(snowd_factory,
-                                                           certs):
+                                                           certs,
+                                                           public_dir):
     """The contexts are built by the master, as root, before the workers
     become nobody: a key only root may read still serves (as in nginx)."""
-    if os.geteuid() != 0:
-        pytest.fail("this test switches users: run the suite as root",
-                    pytrace=False)
-    public = Path(tempfile.mkdtemp(prefix="snowd-tls-"))
-    try:
-        public.chmod(0o755)
-        plugins = public / "plugins"
-        plugins.mkdir()
-        plugins.chmod(0o755)
-        for f in plugin_files():
-            shutil.copy(f.resolve(), plugins / f.name)
-            (plugins / f.name).chmod(0o755)
-        key = public / "root-only.key"
-        shutil.copy(certs / "local.key", key)
-        key.chmod(0o600)
-        port = free_port()
-        d = snowd_factory(port=port, listens=[f"127.0.0.1:{port} tls"],
-                          plugin_dir=plugins,
-                          server={"user": "nobody", "group": "nogroup"},
-                          extra=f"[tls]\ncertificate = {certs}/local.pem\n"
-                                f"key = {key}\n")
-        workers = wait_until(d.worker_pids, 5.0)
-        assert workers
-        with open(f"/proc/{workers[0]}/status") as f:
-            uid = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
-        assert uid != "0"
-        echo_over_wss(d, certs)
-    finally:
-        shutil.rmtree(public, ignore_errors=True)
+    require_root()
+    key = public_dir / "root-only.key"
+    shutil.copy(certs / "local.key", key)
+    key.chmod(0o600)
+    port = free_port()
+    d = snowd_factory(port=port, listens=[f"127.0.0.1:{port} tls"],
+                      plugin_dir=public_dir / "plugins",
+                      server={"user": "nobody", "group": "nogroup"},
+                      extra=f"[tls]\ncertificate = {certs}/local.pem\n"
+                            f"key = {key}\n")
+    workers = wait_until(d.worker_pids, 5.0)
+    assert workers
+    with open(f"/proc/{workers[0]}/status") as f:
+        uid = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
+    assert uid != "0"
+    echo_over_wss(d, certs)
 
 
 # ---- snowd -t ------------------------------------------------------------------------------
@@ -896,39 +884,25 @@ def test_unknown_word_after_listen_address(tmp_path, certs):
                     "is 'tls'")
 
 
-def test_unreadable_key_fails_the_config_test(tmp_path, certs):
+def test_unreadable_key_fails_the_config_test(public_dir, certs):
     """Run as nobody: a key only root may read cannot be loaded."""
-    if os.geteuid() != 0:
-        pytest.fail("this test switches users: run the suite as root",
-                    pytrace=False)
-    d = Path(tempfile.mkdtemp(prefix="snowd-tls-t-"))
-    try:
-        d.chmod(0o755)
-        for name in ("local.pem", "local.key"):
-            shutil.copy(certs / name, d / name)
-            (d / name).chmod(0o644)
-        (d / "local.key").chmod(0o600)   # root's alone
-        work = d / "work"
-        work.mkdir()
-        plugins = work / "plugins"
-        plugins.mkdir()
-        for f in plugin_files():
-            shutil.copy(f.resolve(), plugins / f.name)
-            (plugins / f.name).chmod(0o755)
-        conf = work / "test.ini"
-        conf.write_text(textwrap.dedent(HEAD).lstrip("\n")
-                        .replace("@PLUGINS@", str(plugins)) +
-                        tls_section(d))
-        for p in (work, plugins, conf):
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        r = subprocess.run([str(snowd_binary()), "-t", "-c", str(conf)],
-                           capture_output=True, text=True, timeout=30,
-                           user="nobody", group="nogroup", extra_groups=[],
-                           cwd="/")
-        assert_error_at(conf, r, 8, f"key: '{d}/local.key': Permission "
-                        "denied")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    require_root()
+    d = public_dir
+    for name in ("local.pem", "local.key"):
+        shutil.copy(certs / name, d / name)
+        (d / name).chmod(0o644)
+    (d / "local.key").chmod(0o600)   # root's alone
+    conf = d / "test.ini"
+    conf.write_text(textwrap.dedent(HEAD).lstrip("\n")
+                    .replace("@PLUGINS@", str(d / "plugins")) +
+                    tls_section(d))
+    conf.chmod(0o644)
+    r = subprocess.run([str(snowd_binary()), "-t", "-c", str(conf)],
+                       capture_output=True, text=True, timeout=30,
+                       user="nobody", group="nogroup", extra_groups=[],
+                       cwd="/")
+    assert_error_at(conf, r, 8, f"key: '{d}/local.key': Permission "
+                    "denied")
 
 
 def test_every_tls_error_is_reported_in_one_run(tmp_path, certs):
@@ -1007,7 +981,7 @@ def test_reload_with_a_key_that_does_not_match_is_refused(snowd_factory,
 
 
 def test_tls_failures_are_counted(snowd_factory, certs):
-    from test_metrics import get, scrape, settle
+    from test_metrics import get, settle
     port = free_port()
     d = snowd_factory(port=port, listens=[f"127.0.0.1:{port} tls"],
                       limits={"handshake_timeout": "1s"},
